@@ -1,0 +1,138 @@
+# Shared settings for the e2e control-plane scripts (sourced, not run): versions,
+# cache and state directories, ports. Every value can be overridden by the environment.
+
+E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Versions (pinned). The current release builds apiserver, controller-manager and
+# scheduler; the old release only builds kube-apiserver (SidecarContainers can be
+# switched off there; it is locked on from 1.33).
+K8S_VERSION="${TANDEM_K8S_VERSION:-v1.36.3}"
+K8S_OLD_VERSION="${TANDEM_K8S_OLD_VERSION:-v1.32.13}"
+ETCD_VERSION="${TANDEM_ETCD_VERSION:-v3.6.16}"
+KWOK_VERSION="${TANDEM_KWOK_VERSION:-v0.8.0}"
+
+CACHE_DIR="${TANDEM_CACHE:-$HOME/.cache/tandem}"
+BIN_DIR="$CACHE_DIR/bin"
+STATE_DIR="${TANDEM_E2E_STATE:-$E2E_DIR/.state}"
+
+# Ports on 127.0.0.1, all derived from one base so that a second cluster can run
+# beside the first with TANDEM_E2E_PORT_BASE=27400 (for example).
+PORT_BASE="${TANDEM_E2E_PORT_BASE:-26400}"
+APISERVER_PORT="${TANDEM_APISERVER_PORT:-$((PORT_BASE + 43))}"
+ETCD_CLIENT_PORT="${TANDEM_ETCD_CLIENT_PORT:-$((PORT_BASE + 79))}"
+ETCD_PEER_PORT="${TANDEM_ETCD_PEER_PORT:-$((PORT_BASE + 80))}"
+ETCD_METRICS_PORT="${TANDEM_ETCD_METRICS_PORT:-$((PORT_BASE + 81))}"
+KCM_PORT="${TANDEM_KCM_PORT:-$((PORT_BASE + 57))}"
+SCHEDULER_PORT="${TANDEM_SCHEDULER_PORT:-$((PORT_BASE + 59))}"
+KWOK_PORT="${TANDEM_KWOK_PORT:-$((PORT_BASE + 47))}"
+
+log() { printf '[tandem-e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Path of a cached binary: bin_path kube-apiserver v1.37.2
+bin_path() { printf '%s/%s-%s' "$BIN_DIR" "$1" "$2"; }
+
+PKI_DIR="$STATE_DIR/pki"
+LOG_DIR="$STATE_DIR/logs"
+PID_DIR="$STATE_DIR/pids"
+ADMIN_KUBECONFIG="$STATE_DIR/admin.kubeconfig"
+RESTRICTED_KUBECONFIG="$STATE_DIR/restricted.kubeconfig"
+SERVER_URL="https://127.0.0.1:$APISERVER_PORT"
+
+# Admission plugins a real cluster runs (the defaults of 1.29+, plus NodeRestriction);
+# every name exists in both the current and the old release.
+ADMISSION_PLUGINS="NamespaceLifecycle,LimitRanger,ServiceAccount,TaintNodesByCondition,PodSecurity,Priority,DefaultTolerationSeconds,DefaultStorageClass,StorageObjectInUseProtection,PersistentVolumeClaimResize,RuntimeClass,CertificateApproval,CertificateSigning,CertificateSubjectRestriction,DefaultIngressClass,NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook,ResourceQuota"
+
+# Admin curl against the API server.
+kcurl() {
+  curl -sS --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/admin.crt" --key "$PKI_DIR/admin.key" "$@"
+}
+
+pid_of() { # pid_of <name>: prints the pid if that process is alive
+  local f="$PID_DIR/$1.pid" pid
+  [[ -f "$f" ]] || return 1
+  pid="$(cat "$f")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  printf '%s' "$pid"
+}
+
+# start_proc <name> <binary> <args...>: runs it in its own session, logs to LOG_DIR.
+start_proc() {
+  local name="$1"; shift
+  mkdir -p "$LOG_DIR" "$PID_DIR"
+  log "starting $name: $1"
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$PID_DIR/$name.pid"
+}
+
+# stop_proc <name>: SIGTERM, then SIGKILL after 10 s; only the pid this state recorded.
+stop_proc() {
+  local name="$1" pid i
+  pid="$(pid_of "$name")" || { rm -f "$PID_DIR/$name.pid"; return 0; }
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$PID_DIR/$name.pid"
+}
+
+# wait_for <what> <seconds> <command...>: polls until the command succeeds.
+wait_for() {
+  local what="$1" secs="$2" i; shift 2
+  for ((i = 0; i < secs * 4; i++)); do
+    if "$@" >/dev/null 2>&1; then log "$what is ready"; return 0; fi
+    sleep 0.25
+  done
+  log "$what not ready after ${secs}s; last log lines:"
+  tail -n 30 "$LOG_DIR/${what%% *}.log" >&2 2>/dev/null || true
+  return 1
+}
+
+apiserver_ready() { [[ "$(kcurl -f "$SERVER_URL/readyz" 2>/dev/null)" == ok ]]; }
+
+# start_apiserver <version> <feature-gates>: starts kube-apiserver and waits for /readyz.
+# A version other than the current one keeps its objects under its own etcd prefix, so an
+# older server never reads objects stored by a newer one.
+start_apiserver() {
+  local ver="$1" gates="$2" bin prefix=/registry
+  bin="$(bin_path kube-apiserver "$ver")"
+  [[ -x "$bin" ]] || die "$bin is missing: run e2e/cluster/build.sh apiserver $ver"
+  [[ "$ver" == "$K8S_VERSION" ]] || prefix="/registry-$ver"
+  local args=(
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT"
+    --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" --etcd-prefix="$prefix"
+    --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key"
+    --client-ca-file="$PKI_DIR/ca.crt"
+    --service-account-key-file="$PKI_DIR/sa.pub" --service-account-signing-key-file="$PKI_DIR/sa.key"
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local
+    --service-cluster-ip-range=10.96.0.0/16
+    --authorization-mode=Node,RBAC --enable-admission-plugins="$ADMISSION_PLUGINS"
+    --allow-privileged=true --profiling=false --v="${TANDEM_E2E_VERBOSITY:-1}"
+  )
+  [[ -z "$gates" ]] || args+=(--feature-gates="$gates")
+  # shellcheck disable=SC2206 # deliberate word splitting of extra flags
+  [[ -z "${TANDEM_APISERVER_EXTRA_ARGS:-}" ]] || args+=($TANDEM_APISERVER_EXTRA_ARGS)
+  {
+    echo "# $(date -u +%FT%TZ) kube-apiserver $ver gates='${gates}'"
+  } >>"$LOG_DIR/kube-apiserver.log"
+  start_proc kube-apiserver "$bin" "${args[@]}"
+  wait_for "kube-apiserver $ver" "${TANDEM_APISERVER_TIMEOUT:-120}" apiserver_ready || return 1
+  write_env "$ver" "$gates"
+}
+
+# write_env: what the Rust test support reads (cluster.env, KEY=VALUE lines).
+write_env() {
+  cat >"$STATE_DIR/cluster.env" <<ENV
+TANDEM_E2E_SERVER=$SERVER_URL
+TANDEM_E2E_APISERVER_VERSION=$1
+TANDEM_E2E_APISERVER_FEATURE_GATES=$2
+TANDEM_E2E_K8S_VERSION=$K8S_VERSION
+TANDEM_E2E_K8S_OLD_VERSION=$K8S_OLD_VERSION
+TANDEM_E2E_ETCD_VERSION=$ETCD_VERSION
+TANDEM_E2E_KWOK_VERSION=$KWOK_VERSION
+TANDEM_E2E_PORT_BASE=$PORT_BASE
+ENV
+}

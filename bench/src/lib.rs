@@ -1,0 +1,1 @@
+//! Benchmarks for tandem (see `bench/README.md`).

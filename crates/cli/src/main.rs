@@ -1,0 +1,2 @@
+//! The `tandem` command: clap definitions and wiring only.
+fn main() {}

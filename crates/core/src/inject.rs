@@ -1,0 +1,663 @@
+//! The injection engine: one pod in, one JSON Patch out.
+//!
+//! `tandem inject` and the webhook share every step here: find the pod, decide
+//! whether and how to inject (opt-in, idempotency, mode), build the sidecars for
+//! the chosen placement, and express all of it as `add` operations on the raw
+//! object, so that fields tandem doesn't know survive untouched.
+
+use std::collections::HashMap;
+
+use json_patch::PatchOperation;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::config::{Config, ShimDelivery, duration_text, sidecar_name};
+use crate::knowledge::ClusterKnowledge;
+use crate::mode::{Mode, Placement};
+use crate::names::{self, env};
+use crate::patch::{PatchBuilder, Path};
+use crate::plan::{self, Decision, ModeSource, PodFacts};
+use crate::workload::{self, PodLocation, ShapeError};
+
+/// Something about a pod that stops injection: names the object and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{object}: {field}: {problem}")]
+pub struct InjectError {
+    /// `Kind namespace/name` of the object.
+    pub object: String,
+    /// The field at fault, as users write it (`spec.template.spec.containers[1].name`).
+    pub field: String,
+    /// What is wrong and, where it helps, what to do.
+    pub problem: String,
+}
+
+impl From<ShapeError> for InjectError {
+    fn from(e: ShapeError) -> Self {
+        Self {
+            object: e.object,
+            field: e.field,
+            problem: e.problem,
+        }
+    }
+}
+
+/// What happened to one pod.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum PodOutcome {
+    /// Left as it was.
+    Skipped {
+        /// Why, in a sentence.
+        reason: String,
+    },
+    /// Sidecars were added.
+    Injected(Injection),
+}
+
+/// The sidecars added to one pod and how.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Injection {
+    /// How they were placed and why.
+    pub decision: Decision,
+    /// Names of the injected sidecars.
+    pub sidecars: Vec<String>,
+    /// The patch, relative to the document root.
+    #[serde(skip)]
+    pub patch: Vec<PatchOperation>,
+}
+
+/// What happened to every pod of one document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentOutcome {
+    /// Each pod found, with its outcome.
+    pub pods: Vec<(PodLocation, PodOutcome)>,
+    /// The patch for the whole document (all pods' patches, in order).
+    pub patch: Vec<PatchOperation>,
+}
+
+/// The injection engine: configuration and cluster knowledge, applied to pods.
+#[derive(Debug, Clone, Copy)]
+pub struct Injector<'a> {
+    /// Sidecars and defaults.
+    pub config: &'a Config,
+    /// What is known about the cluster (for `auto`).
+    pub knowledge: &'a ClusterKnowledge,
+    /// A mode that replaces the config's default (`--mode`); a pod's annotation still wins.
+    pub mode_override: Option<Mode>,
+}
+
+/// The opt-in state of the pod's namespace, where the caller knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceOptIn {
+    /// Not known (offline `inject`): pods are injected unless they opt out.
+    Unknown,
+    /// The namespace carries `tandem.dev/inject: enabled`.
+    Enabled,
+    /// It doesn't: only pods labelled `tandem.dev/inject: enabled` are injected.
+    NotEnabled,
+}
+
+impl<'a> Injector<'a> {
+    /// Injects every pod of a document (a workload, a Pod, a List, or anything else,
+    /// which passes untouched).
+    pub fn inject_document(&self, doc: &Value) -> Result<DocumentOutcome, InjectError> {
+        let mut pods = Vec::new();
+        let mut patch = Vec::new();
+        for loc in workload::find_pods(doc)? {
+            let outcome = self.inject_at(doc, &loc, NamespaceOptIn::Unknown)?;
+            if let PodOutcome::Injected(inj) = &outcome {
+                patch.extend(inj.patch.iter().cloned());
+            }
+            pods.push((loc, outcome));
+        }
+        Ok(DocumentOutcome { pods, patch })
+    }
+
+    /// Injects one Pod object (the webhook's entry): the patch is relative to the pod.
+    pub fn inject_pod(&self, pod: &Value, ns: NamespaceOptIn) -> Result<PodOutcome, InjectError> {
+        let locs = workload::find_pods(pod)?;
+        match locs.as_slice() {
+            [loc] if loc.kind == "Pod" => self.inject_at(pod, loc, ns),
+            _ => Err(InjectError {
+                object: workload::describe(pod),
+                field: "kind".into(),
+                problem: "is not a Pod".into(),
+            }),
+        }
+    }
+
+    /// Injects the pod at `loc` inside `doc`.
+    pub fn inject_at(
+        &self,
+        doc: &Value,
+        loc: &PodLocation,
+        ns: NamespaceOptIn,
+    ) -> Result<PodOutcome, InjectError> {
+        let pod = PodView::new(doc, loc);
+        if let Some(reason) = pod.skip_reason(ns)? {
+            return Ok(PodOutcome::Skipped { reason });
+        }
+        if self.config.sidecars.is_empty() {
+            return Ok(PodOutcome::Skipped {
+                reason: "the configuration has no sidecars".into(),
+            });
+        }
+        let (requested, source) = match pod.mode_annotation()? {
+            Some(m) => (m, ModeSource::Annotation),
+            None => match self.mode_override {
+                Some(m) => (m, ModeSource::Override),
+                None => (self.config.mode, ModeSource::Config),
+            },
+        };
+        let no_command = self
+            .config
+            .sidecars
+            .iter()
+            .find(|s| !has_command(s))
+            .map(|s| format!("sidecar {:?} has no command for tandem-shim to wrap", sidecar_name(s)));
+        let decision = plan::decide(
+            requested,
+            source,
+            PodFacts {
+                spec: pod.spec,
+                universal_ok: no_command.as_deref().map_or(Ok(()), Err),
+            },
+            self.knowledge,
+            self.config,
+        );
+        if decision.placement == Placement::Universal
+            && let Some(problem) = no_command
+        {
+            return Err(pod.error(
+                &Path::root().join(["spec"]),
+                format!(
+                    "mode universal: {problem}; give it a `command` in the configuration, or use \
+                     another mode"
+                ),
+            ));
+        }
+        let patch = Build::new(self.config, &pod, &decision).run()?;
+        Ok(PodOutcome::Injected(Injection {
+            sidecars: self
+                .config
+                .sidecars
+                .iter()
+                .map(|s| sidecar_name(s).to_string())
+                .collect(),
+            decision,
+            patch,
+        }))
+    }
+}
+
+fn has_command(sidecar: &Value) -> bool {
+    sidecar
+        .get("command")
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty())
+}
+
+/// A pod (or template) inside a document, with the paths that patches use.
+struct PodView<'a> {
+    object: String,
+    /// Path of the pod object within the document.
+    base: Path,
+    meta: Option<&'a Value>,
+    spec: &'a Value,
+}
+
+impl<'a> PodView<'a> {
+    fn new(doc: &'a Value, loc: &PodLocation) -> Self {
+        let pod = loc.base.get(doc).unwrap_or(&Value::Null);
+        Self {
+            object: loc.object.clone(),
+            base: loc.base.clone(),
+            meta: pod.get("metadata").filter(|m| m.is_object()),
+            spec: pod.get("spec").unwrap_or(&Value::Null),
+        }
+    }
+
+    fn error(&self, rel: &Path, problem: String) -> InjectError {
+        InjectError {
+            object: self.object.clone(),
+            field: self.base.join(rel.tokens()).to_string(),
+            problem,
+        }
+    }
+
+    fn map(&self, key: &str) -> Option<&'a Map<String, Value>> {
+        self.meta?.get(key)?.as_object()
+    }
+
+    fn annotation(&self, key: &str) -> Option<&'a str> {
+        self.map("annotations")?.get(key)?.as_str()
+    }
+
+    fn skip_reason(&self, ns: NamespaceOptIn) -> Result<Option<String>, InjectError> {
+        if self.annotation(names::STATUS_ANNOTATION).is_some() {
+            return Ok(Some(format!(
+                "already injected ({} is present)",
+                names::STATUS_ANNOTATION
+            )));
+        }
+        if self.annotation(names::MIRROR_POD_ANNOTATION).is_some() {
+            return Ok(Some("mirror pod of a static pod".into()));
+        }
+        let label = self
+            .map("labels")
+            .and_then(|l| l.get(names::INJECT_LABEL))
+            .and_then(Value::as_str);
+        match label {
+            Some("disabled") => {
+                return Ok(Some(format!("pod opted out ({}=disabled)", names::INJECT_LABEL)));
+            }
+            Some("enabled") => return Ok(None),
+            Some(other) => {
+                return Err(self.error(
+                    &Path::root().join(["metadata", "labels", names::INJECT_LABEL]),
+                    format!("{other:?} is not a valid value: use enabled or disabled"),
+                ));
+            }
+            None => {}
+        }
+        Ok(match ns {
+            NamespaceOptIn::NotEnabled => Some(format!(
+                "namespace not opted in (label it {}=enabled, or label the pod)",
+                names::INJECT_LABEL
+            )),
+            _ => None,
+        })
+    }
+
+    fn mode_annotation(&self) -> Result<Option<Mode>, InjectError> {
+        match self.annotation(names::MODE_ANNOTATION) {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|e: crate::mode::ModeError| {
+                self.error(
+                    &Path::root().join(["metadata", "annotations", names::MODE_ANNOTATION]),
+                    e.to_string(),
+                )
+            }),
+        }
+    }
+
+    fn list(&self, key: &str) -> &'a [Value] {
+        self.spec
+            .get(key)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
+/// Builds the patch for one pod and one decision.
+struct Build<'a> {
+    config: &'a Config,
+    pod: &'a PodView<'a>,
+    decision: &'a Decision,
+    ops: PatchBuilder,
+    /// Names already used by the pod's containers, with the field that uses them.
+    taken: HashMap<String, Path>,
+}
+
+impl<'a> Build<'a> {
+    fn new(config: &'a Config, pod: &'a PodView<'a>, decision: &'a Decision) -> Self {
+        let mut taken = HashMap::new();
+        for key in ["initContainers", "containers", "ephemeralContainers"] {
+            for (i, c) in pod.list(key).iter().enumerate() {
+                if let Some(name) = c.get("name").and_then(Value::as_str) {
+                    taken.insert(
+                        name.to_string(),
+                        Path::root().join(["spec", key]).join([i]).join(["name"]),
+                    );
+                }
+            }
+        }
+        Self {
+            config,
+            pod,
+            decision,
+            ops: PatchBuilder::default(),
+            taken,
+        }
+    }
+
+    fn spec_path(&self, key: &str) -> Path {
+        self.pod.base.join(["spec", key])
+    }
+
+    fn claim_name(&mut self, name: &str) -> Result<(), InjectError> {
+        if let Some(field) = self.taken.get(name) {
+            return Err(self.pod.error(
+                field,
+                format!(
+                    "container name {name:?} is already taken, so sidecar {name:?} can't be \
+                     added; rename one of them"
+                ),
+            ));
+        }
+        self.taken.insert(name.to_string(), Path::root());
+        Ok(())
+    }
+
+    fn run(mut self) -> Result<Vec<PatchOperation>, InjectError> {
+        let mut init_new = Vec::new();
+        let mut regular_new = Vec::new();
+        let mut volumes_new: Vec<Value> = self.config.volumes.clone();
+        match self.decision.placement {
+            Placement::Native | Placement::Affinity => {
+                for s in &self.config.sidecars {
+                    self.claim_name(sidecar_name(s))?;
+                    init_new.push(native_sidecar(s));
+                }
+            }
+            Placement::Legacy => {
+                for s in &self.config.sidecars {
+                    self.claim_name(sidecar_name(s))?;
+                    regular_new.push(legacy_sidecar(s));
+                }
+            }
+            Placement::Universal => {
+                let shim = self.shim_path();
+                if self.config.shim.delivery == ShimDelivery::Copy {
+                    self.claim_name(names::SHIM_INSTALL_CONTAINER)?;
+                    init_new.push(self.shim_installer(&shim));
+                    volumes_new.push(json!({"name": names::SHIM_VOLUME, "emptyDir": {}}));
+                }
+                volumes_new.push(json!({
+                    "name": names::STATE_VOLUME,
+                    "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}
+                }));
+                for s in &self.config.sidecars {
+                    let name = sidecar_name(s);
+                    let legacy_name = format!("{name}{}", names::LEGACY_COPY_SUFFIX);
+                    self.claim_name(name)?;
+                    self.claim_name(&legacy_name)?;
+                    init_new.push(self.universal_native_copy(s, &shim));
+                    regular_new.push(self.universal_regular_copy(s, &shim, &legacy_name));
+                }
+            }
+        }
+        self.check_volumes(&volumes_new)?;
+
+        // Native sidecars (and the shim installer) go right after the configured
+        // init containers of other injectors, else first.
+        let init = self.pod.list("initContainers");
+        let at = init
+            .iter()
+            .rposition(|c| {
+                c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| self.config.insert_after.iter().any(|a| a == n))
+            })
+            .map_or(0, |i| i + 1);
+        let p = self.spec_path("initContainers");
+        self.ops.insert_all(&p, self.pod.spec.get("initContainers"), at, init_new);
+        let p = self.spec_path("containers");
+        self.ops.insert_all(&p, self.pod.spec.get("containers"), 0, regular_new.clone());
+        let p = self.spec_path("volumes");
+        let n = self.pod.list("volumes").len();
+        self.ops.insert_all(&p, self.pod.spec.get("volumes"), n, volumes_new);
+        if self.decision.placement == Placement::Affinity {
+            self.require_capable_node();
+        }
+        self.annotate(!regular_new.is_empty());
+        Ok(self.ops.finish())
+    }
+
+    fn check_volumes(&self, new: &[Value]) -> Result<(), InjectError> {
+        for (i, v) in self.pod.list("volumes").iter().enumerate() {
+            let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+            if new.iter().any(|n| n.get("name").and_then(Value::as_str) == Some(name)) {
+                return Err(self.pod.error(
+                    &Path::root().join(["spec", "volumes"]).join([i]).join(["name"]),
+                    format!(
+                        "volume name {name:?} is already taken, so tandem's volume {name:?} can't \
+                         be added; rename one of them"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn shim_path(&self) -> String {
+        match self.config.shim.delivery {
+            ShimDelivery::Copy => format!("{}/tandem-shim", names::SHIM_DIR),
+            ShimDelivery::Image => self.config.shim.path.clone(),
+        }
+    }
+
+    fn shim_installer(&self, shim: &str) -> Value {
+        json!({
+            "name": names::SHIM_INSTALL_CONTAINER,
+            "image": self.config.shim.image,
+            "command": ["/tandem-shim", "install", shim],
+            "volumeMounts": [{"name": names::SHIM_VOLUME, "mountPath": names::SHIM_DIR}],
+            "resources": {"requests": {"cpu": "10m", "memory": "8Mi"}, "limits": {"memory": "16Mi"}},
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "capabilities": {"drop": ["ALL"]}
+            }
+        })
+    }
+
+    /// The mounts both universal copies share.
+    fn shared_mounts(&self) -> Vec<Value> {
+        let mut mounts = vec![json!({
+            "name": names::STATE_VOLUME,
+            "mountPath": self.config.universal.state_dir
+        })];
+        if self.config.shim.delivery == ShimDelivery::Copy {
+            mounts.push(json!({"name": names::SHIM_VOLUME, "mountPath": names::SHIM_DIR, "readOnly": true}));
+        }
+        mounts
+    }
+
+    fn universal_native_copy(&self, sidecar: &Value, shim: &str) -> Value {
+        let mut c = native_sidecar(sidecar);
+        wrap_command(&mut c, shim, "native");
+        push_all(&mut c, "env", vec![env_var(env::STATE_DIR, &self.config.universal.state_dir)]);
+        push_all(&mut c, "volumeMounts", self.shared_mounts());
+        let obj = as_object(&mut c);
+        if !self.decision.native_field_kept {
+            // Where the API server may drop restartPolicy, a probe or hook on this init
+            // container would make the whole create fail.
+            for key in ["startupProbe", "livenessProbe", "readinessProbe", "lifecycle"] {
+                obj.remove(key);
+            }
+        } else if self.decision.startup_probe {
+            // The sidecar's own startupProbe can only pass once CMD runs, which the shim
+            // allows only in state native-running; else the shim's probe says just that.
+            if !obj.contains_key("startupProbe") {
+                obj.insert(
+                    "startupProbe".into(),
+                    json!({"exec": {"command": [shim, "probe"]}, "periodSeconds": 1, "failureThreshold": 60}),
+                );
+            }
+        } else {
+            obj.remove("startupProbe");
+        }
+        c
+    }
+
+    fn universal_regular_copy(&self, sidecar: &Value, shim: &str, name: &str) -> Value {
+        let mut c = legacy_sidecar(sidecar);
+        wrap_command(&mut c, shim, "legacy");
+        let restart = self
+            .pod
+            .spec
+            .get("restartPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("Always");
+        let main: Vec<&str> = self
+            .pod
+            .list("containers")
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str))
+            .collect();
+        let mut vars = vec![
+            env_var(env::STATE_DIR, &self.config.universal.state_dir),
+            env_var(env::POD_RESTART_POLICY, restart),
+        ];
+        if !self.decision.startup_probe {
+            vars.push(env_var(
+                env::SETTLE_TIMEOUT,
+                &duration_text::format(self.config.universal.settle_timeout),
+            ));
+        }
+        vars.push(json!({"name": env::POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}));
+        vars.push(json!({"name": env::POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}));
+        vars.push(env_var(env::MAIN_CONTAINERS, &main.join(",")));
+        push_all(&mut c, "env", vars);
+        push_all(&mut c, "volumeMounts", self.shared_mounts());
+        let obj = as_object(&mut c);
+        obj.insert("name".into(), Value::from(name));
+        // The idle copy can't answer exec probes meant for the acting one; network probes
+        // reach the acting copy through the pod's shared network namespace.
+        for key in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            if obj.get(key).is_some_and(|p| p.get("exec").is_some()) {
+                obj.remove(key);
+            }
+        }
+        c
+    }
+
+    /// ANDs `tandem.dev/native-sidecars In [true]` into every required node selector
+    /// term (terms are ORed: a new term would loosen the pod), creating what is missing.
+    fn require_capable_node(&mut self) {
+        let req = json!({"key": names::NODE_LABEL, "operator": "In", "values": ["true"]});
+        let term = json!({"matchExpressions": [req.clone()]});
+        let spec = self.pod.spec;
+        let base = self.pod.base.join(["spec"]);
+        let nonnull = |v: Option<&'a Value>| v.filter(|v| !v.is_null());
+        let affinity = nonnull(spec.get("affinity"));
+        let node_affinity = nonnull(affinity.and_then(|a| a.get("nodeAffinity")));
+        let required = nonnull(
+            node_affinity.and_then(|n| n.get("requiredDuringSchedulingIgnoredDuringExecution")),
+        );
+        let terms = required
+            .and_then(|r| r.get("nodeSelectorTerms"))
+            .and_then(Value::as_array)
+            .filter(|t| !t.is_empty());
+        let required_value = json!({"nodeSelectorTerms": [term.clone()]});
+        match (affinity, node_affinity, required, terms) {
+            (None, ..) => self.ops.add(
+                &base.join(["affinity"]),
+                json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required_value}}),
+            ),
+            (Some(_), None, ..) => self.ops.add(
+                &base.join(["affinity", "nodeAffinity"]),
+                json!({"requiredDuringSchedulingIgnoredDuringExecution": required_value}),
+            ),
+            (Some(_), Some(_), None, _) => self.ops.add(
+                &base.join(["affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution"]),
+                required_value,
+            ),
+            (Some(_), Some(_), Some(_), None) => self.ops.add(
+                &base.join([
+                    "affinity",
+                    "nodeAffinity",
+                    "requiredDuringSchedulingIgnoredDuringExecution",
+                    "nodeSelectorTerms",
+                ]),
+                json!([term]),
+            ),
+            (Some(_), Some(_), Some(_), Some(terms)) => {
+                let terms_path = base.join([
+                    "affinity",
+                    "nodeAffinity",
+                    "requiredDuringSchedulingIgnoredDuringExecution",
+                    "nodeSelectorTerms",
+                ]);
+                for (i, t) in terms.iter().enumerate() {
+                    let exprs = t.get("matchExpressions").and_then(Value::as_array);
+                    if exprs.is_some_and(|es| es.contains(&req)) {
+                        continue;
+                    }
+                    let p = terms_path.join([i.to_string(), "matchExpressions".to_string()]);
+                    self.ops.insert_all(&p, t.get("matchExpressions"), exprs.map_or(0, Vec::len), vec![req.clone()]);
+                }
+            }
+        }
+    }
+
+    fn annotate(&mut self, regular_added: bool) {
+        let status = json!({
+            "mode": self.decision.placement.as_str(),
+            "sidecars": self.config.sidecars.iter().map(|s| sidecar_name(s)).collect::<Vec<_>>(),
+        });
+        let mut new = vec![(names::STATUS_ANNOTATION, Value::from(status.to_string()))];
+        // A sidecar put first among the containers would become `kubectl logs`' default.
+        if regular_added && self.pod.annotation(names::DEFAULT_CONTAINER_ANNOTATION).is_none()
+            && let Some(first) = self.pod.list("containers").first().and_then(|c| c.get("name")).and_then(Value::as_str)
+        {
+            new.push((names::DEFAULT_CONTAINER_ANNOTATION, Value::from(first)));
+        }
+        let meta_path = self.pod.base.join(["metadata"]);
+        let annotations = self.pod.map("annotations");
+        match (self.pod.meta, annotations) {
+            (Some(_), Some(_)) => {
+                for (k, v) in new {
+                    self.ops.add(&meta_path.join(["annotations", k]), v);
+                }
+            }
+            (meta, _) => {
+                let map: Map<String, Value> = new.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                self.ops.set_member(&meta_path, meta, "annotations", Value::Object(map));
+            }
+        }
+    }
+}
+
+/// The sidecar as a native sidecar: an init container with `restartPolicy: Always`.
+fn native_sidecar(sidecar: &Value) -> Value {
+    let mut c = sidecar.clone();
+    as_object(&mut c).insert("restartPolicy".into(), Value::from("Always"));
+    c
+}
+
+/// The sidecar as a regular container (no init-only fields).
+fn legacy_sidecar(sidecar: &Value) -> Value {
+    let mut c = sidecar.clone();
+    as_object(&mut c).remove("restartPolicy");
+    c
+}
+
+/// `command: [shim, role, "--", original command…]`; `args` stay as they are.
+fn wrap_command(c: &mut Value, shim: &str, role: &str) {
+    let obj = as_object(c);
+    let mut command = vec![Value::from(shim), Value::from(role), Value::from("--")];
+    if let Some(Value::Array(orig)) = obj.get("command") {
+        command.extend(orig.iter().cloned());
+    }
+    obj.insert("command".into(), Value::Array(command));
+}
+
+fn env_var(name: &str, value: &str) -> Value {
+    json!({"name": name, "value": value})
+}
+
+fn push_all(c: &mut Value, key: &str, items: Vec<Value>) {
+    let obj = as_object(c);
+    match obj.get_mut(key) {
+        Some(Value::Array(list)) => list.extend(items),
+        _ => {
+            obj.insert(key.into(), Value::Array(items));
+        }
+    }
+}
+
+/// Sidecars are validated to be objects when the config is read.
+fn as_object(c: &mut Value) -> &mut Map<String, Value> {
+    if !c.is_object() {
+        *c = Value::Object(Map::new());
+    }
+    match c {
+        Value::Object(m) => m,
+        _ => unreachable!("just made an object"),
+    }
+}

@@ -1,0 +1,196 @@
+//! Which nodes a pod can land on: its `nodeName`, `nodeSelector`, required node
+//! affinity and the taints it doesn't tolerate, matched the way the scheduler does.
+
+use serde_json::Value;
+
+use crate::knowledge::{NodeFacts, Taint};
+
+/// The nodes (by position in `nodes`) that a pod spec can be scheduled on.
+pub fn candidates(spec: &Value, nodes: &[NodeFacts], nodes_have_labels: bool) -> Vec<usize> {
+    (0..nodes.len())
+        .filter(|&i| can_land_on(spec, &nodes[i], nodes_have_labels))
+        .collect()
+}
+
+/// True when the pod spec may be placed on this node. Nodes known only by a version
+/// (no labels) match every pod.
+pub fn can_land_on(spec: &Value, node: &NodeFacts, nodes_have_labels: bool) -> bool {
+    if let Some(name) = spec.get("nodeName").and_then(Value::as_str)
+        && !name.is_empty()
+    {
+        return !nodes_have_labels || node.name == name;
+    }
+    if !nodes_have_labels {
+        return true;
+    }
+    matches_node_selector(spec, node) && matches_required_affinity(spec, node) && tolerates(spec, node)
+}
+
+fn matches_node_selector(spec: &Value, node: &NodeFacts) -> bool {
+    let Some(selector) = spec.get("nodeSelector").and_then(Value::as_object) else {
+        return true;
+    };
+    selector
+        .iter()
+        .all(|(k, v)| node.labels.get(k).map(String::as_str) == v.as_str())
+}
+
+fn matches_required_affinity(spec: &Value, node: &NodeFacts) -> bool {
+    let Some(terms) = spec
+        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .and_then(Value::as_array)
+    else {
+        return true;
+    };
+    // Terms are ORed; an empty or null term matches nothing.
+    terms.iter().any(|term| term_matches(term, node))
+}
+
+fn term_matches(term: &Value, node: &NodeFacts) -> bool {
+    let exprs = term.get("matchExpressions").and_then(Value::as_array);
+    let fields = term.get("matchFields").and_then(Value::as_array);
+    if exprs.is_none_or(Vec::is_empty) && fields.is_none_or(Vec::is_empty) {
+        return false;
+    }
+    let labels_ok = exprs.into_iter().flatten().all(|e| {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+        requirement_matches(e, node.labels.get(key).map(String::as_str))
+    });
+    let fields_ok = fields.into_iter().flatten().all(|e| {
+        match e.get("key").and_then(Value::as_str) {
+            Some("metadata.name") => requirement_matches(e, Some(&node.name)),
+            // The scheduler supports no other field; be generous with what we can't judge.
+            _ => true,
+        }
+    });
+    labels_ok && fields_ok
+}
+
+fn requirement_matches(expr: &Value, actual: Option<&str>) -> bool {
+    let values: Vec<&str> = expr
+        .get("values")
+        .and_then(Value::as_array)
+        .map(|vs| vs.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let as_int = |s: &str| s.parse::<i64>().ok();
+    match expr.get("operator").and_then(Value::as_str).unwrap_or_default() {
+        "In" => actual.is_some_and(|a| values.contains(&a)),
+        "NotIn" => actual.is_none_or(|a| !values.contains(&a)),
+        "Exists" => actual.is_some(),
+        "DoesNotExist" => actual.is_none(),
+        "Gt" => matches!((actual.and_then(as_int), values.first().and_then(|v| as_int(v))), (Some(a), Some(b)) if a > b),
+        "Lt" => matches!((actual.and_then(as_int), values.first().and_then(|v| as_int(v))), (Some(a), Some(b)) if a < b),
+        // An operator we don't know: assume the pod may land here (the cautious answer).
+        _ => true,
+    }
+}
+
+fn tolerates(spec: &Value, node: &NodeFacts) -> bool {
+    let tolerations: &[Value] = spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    node.taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .all(|taint| tolerations.iter().any(|tol| toleration_matches(tol, taint)))
+}
+
+fn toleration_matches(tol: &Value, taint: &Taint) -> bool {
+    let get = |k: &str| tol.get(k).and_then(Value::as_str).unwrap_or_default();
+    let effect_ok = get("effect").is_empty() || get("effect") == taint.effect;
+    let key_ok = get("key").is_empty() || get("key") == taint.key;
+    let value_ok = match get("operator") {
+        "Exists" => true,
+        // Equal is the default operator.
+        _ => get("value") == taint.value && !get("key").is_empty(),
+    };
+    effect_ok && key_ok && value_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn node(name: &str, labels: &[(&str, &str)], taints: &[(&str, &str, &str)]) -> NodeFacts {
+        NodeFacts {
+            name: name.into(),
+            kubelet: None,
+            gate: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            taints: taints
+                .iter()
+                .map(|(k, v, e)| Taint {
+                    key: k.to_string(),
+                    value: v.to_string(),
+                    effect: e.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn node_name_pins_one_node() {
+        let nodes = [node("a", &[], &[]), node("b", &[], &[])];
+        assert_eq!(candidates(&json!({"nodeName": "b"}), &nodes, true), vec![1]);
+        assert_eq!(candidates(&json!({}), &nodes, true), vec![0, 1]);
+        // Version-only knowledge can't be filtered.
+        assert_eq!(candidates(&json!({"nodeName": "b"}), &nodes, false), vec![0, 1]);
+    }
+
+    #[test]
+    fn node_selector_and_affinity() {
+        let nodes = [
+            node("a", &[("pool", "new"), ("zone", "1")], &[]),
+            node("b", &[("pool", "old"), ("zone", "2")], &[]),
+            node("c", &[("gpu", "4")], &[]),
+        ];
+        assert_eq!(candidates(&json!({"nodeSelector": {"pool": "old"}}), &nodes, true), vec![1]);
+        let affinity = |terms: Value| json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}});
+        let cases = [
+            (json!([{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["new"]}]}]), vec![0]),
+            (json!([{"matchExpressions": [{"key": "pool", "operator": "NotIn", "values": ["new"]}]}]), vec![1, 2]),
+            (json!([{"matchExpressions": [{"key": "pool", "operator": "Exists"}]}]), vec![0, 1]),
+            (json!([{"matchExpressions": [{"key": "pool", "operator": "DoesNotExist"}]}]), vec![2]),
+            (json!([{"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["2"]}]}]), vec![2]),
+            (json!([{"matchExpressions": [{"key": "gpu", "operator": "Lt", "values": ["2"]}]}]), vec![]),
+            (json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["c"]}]}]), vec![2]),
+            // Terms are ORed.
+            (json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["1"]}]},
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["2"]}]}]), vec![0, 1]),
+            // Expressions within a term are ANDed.
+            (json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["1", "2"]},
+                                          {"key": "pool", "operator": "In", "values": ["old"]}]}]), vec![1]),
+            // An empty term matches nothing.
+            (json!([{}]), vec![]),
+        ];
+        for (terms, want) in cases {
+            assert_eq!(candidates(&affinity(terms.clone()), &nodes, true), want, "{terms}");
+        }
+    }
+
+    #[test]
+    fn taints_keep_pods_off_unless_tolerated() {
+        let nodes = [
+            node("a", &[], &[("legacy", "true", "NoSchedule")]),
+            node("b", &[], &[("soft", "", "PreferNoSchedule")]),
+            node("c", &[], &[("dedicated", "batch", "NoExecute")]),
+        ];
+        assert_eq!(candidates(&json!({}), &nodes, true), vec![1]);
+        let tol = |t: Value| json!({"tolerations": [t]});
+        assert_eq!(candidates(&tol(json!({"key": "legacy", "operator": "Exists"})), &nodes, true), vec![0, 1]);
+        assert_eq!(candidates(&tol(json!({"key": "legacy", "value": "true"})), &nodes, true), vec![0, 1]);
+        assert_eq!(candidates(&tol(json!({"key": "legacy", "value": "no"})), &nodes, true), vec![1]);
+        assert_eq!(candidates(&tol(json!({"operator": "Exists"})), &nodes, true), vec![0, 1, 2]);
+        assert_eq!(
+            candidates(&tol(json!({"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoExecute"})), &nodes, true),
+            vec![1, 2]
+        );
+    }
+}

@@ -18,6 +18,7 @@ pub mod config;
 pub mod inject;
 pub mod knowledge;
 pub mod manifest;
+pub mod metrics_text;
 pub mod mode;
 pub mod names;
 pub mod patch;

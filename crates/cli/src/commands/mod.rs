@@ -1,0 +1,8 @@
+//! One module per subcommand; each parses its flags and calls a library.
+
+pub mod doctor;
+pub mod inject;
+pub mod install;
+pub mod label_nodes;
+pub mod lint;
+pub mod webhook;

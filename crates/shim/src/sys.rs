@@ -1,0 +1,172 @@
+//! The only place with `unsafe`: thin wrappers over the POSIX calls std lacks
+//! (signal masks, `sigtimedwait`, `waitpid`, `kill`).
+//!
+//! Every wrapper checks its return value and hands back a `std::io::Result` or a
+//! plain value; nothing here keeps state. Callers never touch `libc` directly.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::time::Duration;
+
+/// Signals the shim forwards to CMD (besides using SIGTERM for the grace period).
+pub const FORWARDED: [i32; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// A set of signals that the calling thread blocks and collects with [`wait_signal`].
+pub struct SignalSet(libc::sigset_t);
+
+impl SignalSet {
+    /// The forwarded signals plus SIGCHLD.
+    pub fn supervisor() -> SignalSet {
+        // SAFETY: sigemptyset/sigaddset only write into the sigset_t we own; the
+        // signal numbers are valid constants.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in FORWARDED {
+                libc::sigaddset(&mut set, s);
+            }
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            SignalSet(set)
+        }
+    }
+
+    /// Blocks the set in the calling thread so that the signals queue up for
+    /// [`wait_signal`] instead of running default actions. Children must be
+    /// spawned through [`unblock_in_child`], or they inherit the blocked mask.
+    pub fn block(&self) -> io::Result<()> {
+        // SAFETY: pthread_sigmask reads the set we own; old mask not requested.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &self.0, std::ptr::null_mut()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(rc))
+        }
+    }
+}
+
+/// Makes `cmd` clear the signal mask in the child between fork and exec, so CMD
+/// starts with no signal blocked (a blocked mask survives exec).
+pub fn unblock_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure only calls sigemptyset and pthread_sigmask, both
+    // async-signal-safe, on a stack-local set; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(rc))
+            }
+        });
+    }
+}
+
+/// Waits up to `timeout` for one signal of `set` (which must be blocked).
+/// Returns `Ok(None)` on timeout or interruption.
+pub fn wait_signal(set: &SignalSet, timeout: Duration) -> io::Result<Option<i32>> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: pointers to our own set and timespec; siginfo is not requested.
+    let rc = unsafe { libc::sigtimedwait(&set.0, std::ptr::null_mut(), &ts) };
+    if rc >= 0 {
+        return Ok(Some(rc));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+        _ => Err(err),
+    }
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the code, or 128 + signal number.
+    pub fn as_exit_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Reaps one exited child of any pid without blocking.
+/// `Ok(None)`: nothing to reap now (or no children at all).
+pub fn reap_any() -> io::Result<Option<(i32, ExitStatus)>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid writes only into `status`.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    if pid < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ECHILD) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    let st = if libc::WIFSIGNALED(status) {
+        ExitStatus::Signal(libc::WTERMSIG(status))
+    } else {
+        ExitStatus::Code(libc::WEXITSTATUS(status))
+    };
+    Ok(Some((pid, st)))
+}
+
+/// Sends `sig` to `pid`. ESRCH (already gone) is not an error.
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory effects.
+    let rc = unsafe { libc::kill(pid, sig) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// Stops the calling process (SIGSTOP): used only by the fault-injection hook.
+pub fn stop_self() {
+    // SAFETY: raise has no memory effects.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+}
+
+/// Human name of a signal number, for log lines.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGCHLD => "SIGCHLD",
+        _ => "signal",
+    }
+}

@@ -1,0 +1,2 @@
+//! Test sidecar/main program for kubelet-emu tests (placeholder).
+fn main() {}

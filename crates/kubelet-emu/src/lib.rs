@@ -1,0 +1,1 @@
+//! Kubelet emulator (placeholder, being written).

@@ -216,7 +216,11 @@ impl TestCluster {
     /// release) and `--feature-gates` value (empty: none), and waits until it is ready.
     /// A version other than the current one starts from an empty store (its own etcd
     /// prefix). Call it again with `(None, "")` to go back.
-    pub async fn restart_apiserver(&mut self, version: Option<&str>, feature_gates: &str) -> Result<()> {
+    pub async fn restart_apiserver(
+        &mut self,
+        version: Option<&str>,
+        feature_gates: &str,
+    ) -> Result<()> {
         let mut args = vec![format!("--feature-gates={feature_gates}")];
         if let Some(v) = version {
             args.push(format!("--version={v}"));
@@ -236,7 +240,10 @@ impl TestCluster {
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some(BTreeMap::from([(MANAGED_LABEL.to_string(), "true".to_string())])),
+                labels: Some(BTreeMap::from([(
+                    MANAGED_LABEL.to_string(),
+                    "true".to_string(),
+                )])),
                 ..Default::default()
             },
             ..Default::default()
@@ -245,9 +252,11 @@ impl TestCluster {
             .create(&PostParams::default(), &ns)
             .await?;
         let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-        wait_until(&format!("ServiceAccount {name}/default"), Duration::from_secs(60), || async {
-            Ok(sas.get_opt("default").await?.is_some())
-        })
+        wait_until(
+            &format!("ServiceAccount {name}/default"),
+            Duration::from_secs(60),
+            || async { Ok(sas.get_opt("default").await?.is_some()) },
+        )
         .await?;
         Ok(TestNamespace { name, client })
     }
@@ -261,9 +270,11 @@ impl TestCluster {
         let node = spec.to_node(&unique_name(&spec.name_prefix));
         let created = nodes.create(&PostParams::default(), &node).await?;
         let name = created.metadata.name.clone().unwrap_or_default();
-        wait_until(&format!("node {name} Ready"), Duration::from_secs(60), || async {
-            Ok(nodes.get_opt(&name).await?.as_ref().is_some_and(node_ready))
-        })
+        wait_until(
+            &format!("node {name} Ready"),
+            Duration::from_secs(60),
+            || async { Ok(nodes.get_opt(&name).await?.as_ref().is_some_and(node_ready)) },
+        )
         .await?;
         Ok(nodes.get(&name).await?)
     }
@@ -372,7 +383,9 @@ pub struct TestNamespace {
 
 impl std::fmt::Debug for TestNamespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestNamespace").field("name", &self.name).finish()
+        f.debug_struct("TestNamespace")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -538,7 +551,7 @@ pub async fn client_from(path: &Path) -> Result<Client> {
 pub async fn get_text(client: &Client, path: &str) -> Result<String> {
     let req = http::Request::get(path)
         .body(Vec::new())
-        .map_err(|e| kube::Error::HttpError(e))?;
+        .map_err(kube::Error::HttpError)?;
     Ok(client.request_text(req).await?)
 }
 
@@ -589,7 +602,10 @@ mod tests {
             .to_node("old-1");
         assert_eq!(n.metadata.name.as_deref(), Some("old-1"));
         let ann = n.metadata.annotations.unwrap_or_default();
-        assert_eq!(ann.get(KWOK_NODE_ANNOTATION).map(String::as_str), Some("fake"));
+        assert_eq!(
+            ann.get(KWOK_NODE_ANNOTATION).map(String::as_str),
+            Some("fake")
+        );
         let labels = n.metadata.labels.unwrap_or_default();
         assert_eq!(labels.get("pool").map(String::as_str), Some("old"));
         let info = n.status.and_then(|s| s.node_info).expect("nodeInfo");

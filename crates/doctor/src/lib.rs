@@ -1,0 +1,15 @@
+//! # tandem-doctor
+//!
+//! `tandem doctor`, `tandem label-nodes` and `tandem lint`.
+//!
+//! Every verdict is computed by pure, exhaustively tested code; the modules that talk
+//! to a cluster only gather facts (through `tandem-kube`) and hand them over.
+//!
+//! - Pure: [`quantity`], [`resources`] (effective pod requests, the scheduler's way).
+//! - Commands: each has a clap `Args` struct and a `run` function that returns the
+//!   process exit code, so the `tandem` binary stays thin.
+
+pub mod lint;
+pub mod quantity;
+pub mod resources;
+pub mod text;

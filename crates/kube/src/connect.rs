@@ -1,0 +1,115 @@
+//! Finding the cluster the way kubectl does: `--kubeconfig`, else `KUBECONFIG` or
+//! `~/.kube/config` (with `--context`), else the in-cluster service account.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::error::{KubeError, error_chain};
+
+/// The flags that choose a cluster, shared by every command that talks to one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then
+    /// the in-cluster service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Give up on any single API request after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub request_timeout: u64,
+}
+
+/// Builds a client from the flags, as kubectl would pick the cluster.
+pub async fn connect(args: &ClusterArgs) -> Result<Client, KubeError> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let mut config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| {
+                KubeError::NoCluster(format!(
+                    "kubeconfig {}: {}",
+                    path.display(),
+                    error_chain(&e)
+                ))
+            })?;
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| {
+                    KubeError::NoCluster(format!(
+                        "kubeconfig {}: {}",
+                        path.display(),
+                        error_chain(&e)
+                    ))
+                })?
+        }
+        (None, Some(ctx)) => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| KubeError::NoCluster(format!("context {ctx:?}: {}", error_chain(&e))))?,
+        (None, None) => Config::infer().await.map_err(|e| {
+            KubeError::NoCluster(format!(
+                "no usable kubeconfig ($KUBECONFIG, ~/.kube/config) and not running in a pod: {}",
+                error_chain(&e)
+            ))
+        })?,
+    };
+    if args.request_timeout > 0 {
+        config.read_timeout = Some(Duration::from_secs(args.request_timeout));
+        config.connect_timeout = Some(Duration::from_secs(args.request_timeout.min(10)));
+    }
+    Client::try_from(config).map_err(|e| KubeError::NoCluster(error_chain(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_kubeconfig_is_no_cluster() {
+        let args = ClusterArgs {
+            kubeconfig: Some("/nonexistent/kubeconfig".into()),
+            ..Default::default()
+        };
+        let Err(err) = connect(&args).await else {
+            panic!("expected an error")
+        };
+        assert!(matches!(err, KubeError::NoCluster(_)), "{err}");
+        assert!(err.is_fatal());
+        assert!(err.to_string().contains("/nonexistent/kubeconfig"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unknown_context_is_named() {
+        let dir = std::env::temp_dir().join(format!("tandem-kube-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n\
+             users:\n- name: u\n  user: {}\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n\
+             current-context: a\n",
+        )
+        .unwrap();
+        let ok = ClusterArgs {
+            kubeconfig: Some(path.clone()),
+            ..Default::default()
+        };
+        assert!(connect(&ok).await.is_ok());
+        let bad = ClusterArgs {
+            kubeconfig: Some(path),
+            context: Some("nope".into()),
+            ..Default::default()
+        };
+        let Err(err) = connect(&bad).await else {
+            panic!("expected an error")
+        };
+        assert!(err.to_string().contains("nope"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

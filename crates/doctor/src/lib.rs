@@ -10,6 +10,11 @@
 //!   process exit code, so the `tandem` binary stays thin.
 
 pub mod lint;
+pub mod lint_cmd;
+pub mod output;
 pub mod quantity;
 pub mod resources;
 pub mod text;
+
+pub use lint_cmd::LintArgs;
+pub use output::OutputFormat;

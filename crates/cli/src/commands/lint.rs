@@ -1,12 +1,11 @@
-//! `tandem lint`: Manifest lint (placeholder until its crate is wired in; issue 6).
+//! `tandem lint`: wiring only; the rules and the report live in `tandem-doctor`.
 
 use std::process::ExitCode;
 
-/// Flags of `tandem lint`.
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+/// Flags of `tandem lint` (defined in `tandem-doctor`).
+pub use tandem_doctor::LintArgs as Args;
 
-/// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`tandem lint` is not available in this build yet")
+/// Runs the command: exit 0 clean, 1 findings at `--fail-on` severity, 2 unreadable input.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    Ok(ExitCode::from(tandem_doctor::lint_cmd::run(&args)))
 }

@@ -26,7 +26,10 @@ pub fn read_sources(paths: &[PathBuf], recursive: bool) -> Result<Vec<Source>> {
             let mut found = Vec::new();
             collect_dir(path, recursive, &mut found)?;
             if found.is_empty() {
-                bail!("{}: no .yaml, .yml or .json files in this folder", path.display());
+                bail!(
+                    "{}: no .yaml, .yml or .json files in this folder",
+                    path.display()
+                );
             }
             files.extend(found.into_iter().map(Some));
         } else {
@@ -49,7 +52,8 @@ pub fn read_sources(paths: &[PathBuf], recursive: bool) -> Result<Vec<Source>> {
                 (path.display().to_string(), text)
             }
         };
-        let documents = manifest::parse_stream(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let documents = manifest::parse_stream(&text)
+            .map_err(|e| anyhow::anyhow!("{name}: {}", manifest::name_source(&e.message, &name)))?;
         sources.push(Source { name, documents });
     }
     Ok(sources)

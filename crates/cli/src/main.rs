@@ -14,7 +14,12 @@ mod input;
 /// universal, or auto), diagnoses clusters and pods that hang in Init, and labels
 /// nodes that support native sidecars.
 #[derive(Debug, Parser)]
-#[command(name = "tandem", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "tandem",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

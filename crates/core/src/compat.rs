@@ -142,10 +142,7 @@ pub fn kubelet(version: Option<&KubeVersion>, gate: Option<bool>) -> Verdict<Kub
 }
 
 /// What an API server of this version, with this gate reading, does with a native sidecar.
-pub fn apiserver(
-    version: Option<&KubeVersion>,
-    gate: Option<bool>,
-) -> Verdict<ApiServerBehaviour> {
+pub fn apiserver(version: Option<&KubeVersion>, gate: Option<bool>) -> Verdict<ApiServerBehaviour> {
     use ApiServerBehaviour::*;
     let Some(v) = version else {
         return match gate {
@@ -291,7 +288,11 @@ mod tests {
             ("v1.33.1", Some(false), A::KeepsField),
         ];
         for (ver, gate, want) in cases {
-            assert_eq!(apiserver(Some(&v(ver)), *gate).behaviour, *want, "{ver} {gate:?}");
+            assert_eq!(
+                apiserver(Some(&v(ver)), *gate).behaviour,
+                *want,
+                "{ver} {gate:?}"
+            );
         }
         assert_eq!(apiserver(None, None).behaviour, A::Unknown);
         assert_eq!(apiserver(None, Some(false)).behaviour, A::DropsField);

@@ -187,9 +187,8 @@ impl Config {
     /// The built-in configuration.
     pub fn builtin() -> Self {
         // The built-in text is tested to parse; this can't fail at run time.
-        Self::from_yaml(DEFAULT_CONFIG_YAML).unwrap_or_else(|e| {
-            unreachable!("the built-in config is invalid: {e}")
-        })
+        Self::from_yaml(DEFAULT_CONFIG_YAML)
+            .unwrap_or_else(|e| unreachable!("the built-in config is invalid: {e}"))
     }
 
     /// Checks what serde can't: that every sidecar is a valid, uniquely named container.
@@ -219,7 +218,10 @@ impl Config {
         }
         let mut volume_names = std::collections::HashSet::new();
         for (index, volume) in self.volumes.iter().enumerate() {
-            let name = volume.get("name").and_then(Value::as_str).unwrap_or_default();
+            let name = volume
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let problem = if !volume.is_object() {
                 Some("must be a Volume object".to_string())
             } else if let Err(e) =
@@ -298,7 +300,9 @@ pub fn dns1123_label_problem(name: &str) -> Option<&'static str> {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok_ends = !name.starts_with('-') && !name.ends_with('-');
     if !ok_chars || !ok_ends {
-        return Some("must be lowercase letters, digits and '-', starting and ending with a letter or digit");
+        return Some(
+            "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
+        );
     }
     None
 }
@@ -342,7 +346,7 @@ pub mod duration_text {
     /// Writes a duration the way [`parse`] reads it.
     pub fn format(d: Duration) -> String {
         let ms = d.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{ms}ms")
@@ -389,8 +393,14 @@ mod tests {
             ("sidecars: [{image: x}]", "sidecars[0]"),
             ("sidecars: [{name: Proxy, image: x}]", "Proxy"),
             ("sidecars: [{name: p}]", "image is required"),
-            ("sidecars: [{name: p, image: x, ports: 80}]", "not a valid Container"),
-            ("sidecars: [{name: p, image: x}, {name: p, image: z}]", "another sidecar"),
+            (
+                "sidecars: [{name: p, image: x, ports: 80}]",
+                "not a valid Container",
+            ),
+            (
+                "sidecars: [{name: p, image: x}, {name: p, image: z}]",
+                "another sidecar",
+            ),
             ("sidecars: [7]", "Container object"),
         ];
         for (yaml, want) in cases {
@@ -407,8 +417,17 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (text, ms) in [("5s", 5000), ("500ms", 500), ("1m30s", 90_000), ("1.5s", 1500)] {
-            assert_eq!(duration_text::parse(text).unwrap().as_millis(), ms, "{text}");
+        for (text, ms) in [
+            ("5s", 5000),
+            ("500ms", 500),
+            ("1m30s", 90_000),
+            ("1.5s", 1500),
+        ] {
+            assert_eq!(
+                duration_text::parse(text).unwrap().as_millis(),
+                ms,
+                "{text}"
+            );
         }
         for bad in ["", "5", "s", "5 s", "5x", "-1s"] {
             assert!(duration_text::parse(bad).is_err(), "{bad}");

@@ -21,7 +21,7 @@ use crate::workload::{self, PodLocation, ShapeError};
 
 /// Something about a pod that stops injection: names the object and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{object}: {field}: {problem}")]
+#[error("{}", crate::workload::join_parts(object, field, problem))]
 pub struct InjectError {
     /// `Kind namespace/name` of the object.
     pub object: String,
@@ -154,7 +154,12 @@ impl<'a> Injector<'a> {
             .sidecars
             .iter()
             .find(|s| !has_command(s))
-            .map(|s| format!("sidecar {:?} has no command for tandem-shim to wrap", sidecar_name(s)));
+            .map(|s| {
+                format!(
+                    "sidecar {:?} has no command for tandem-shim to wrap",
+                    sidecar_name(s)
+                )
+            });
         let decision = plan::decide(
             requested,
             source,
@@ -249,7 +254,10 @@ impl<'a> PodView<'a> {
             .and_then(Value::as_str);
         match label {
             Some("disabled") => {
-                return Ok(Some(format!("pod opted out ({}=disabled)", names::INJECT_LABEL)));
+                return Ok(Some(format!(
+                    "pod opted out ({}=disabled)",
+                    names::INJECT_LABEL
+                )));
             }
             Some("enabled") => return Ok(None),
             Some(other) => {
@@ -392,12 +400,15 @@ impl<'a> Build<'a> {
             })
             .map_or(0, |i| i + 1);
         let p = self.spec_path("initContainers");
-        self.ops.insert_all(&p, self.pod.spec.get("initContainers"), at, init_new);
+        self.ops
+            .insert_all(&p, self.pod.spec.get("initContainers"), at, init_new);
         let p = self.spec_path("containers");
-        self.ops.insert_all(&p, self.pod.spec.get("containers"), 0, regular_new.clone());
+        self.ops
+            .insert_all(&p, self.pod.spec.get("containers"), 0, regular_new.clone());
         let p = self.spec_path("volumes");
         let n = self.pod.list("volumes").len();
-        self.ops.insert_all(&p, self.pod.spec.get("volumes"), n, volumes_new);
+        self.ops
+            .insert_all(&p, self.pod.spec.get("volumes"), n, volumes_new);
         if self.decision.placement == Placement::Affinity {
             self.require_capable_node();
         }
@@ -408,9 +419,15 @@ impl<'a> Build<'a> {
     fn check_volumes(&self, new: &[Value]) -> Result<(), InjectError> {
         for (i, v) in self.pod.list("volumes").iter().enumerate() {
             let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
-            if new.iter().any(|n| n.get("name").and_then(Value::as_str) == Some(name)) {
+            if new
+                .iter()
+                .any(|n| n.get("name").and_then(Value::as_str) == Some(name))
+            {
                 return Err(self.pod.error(
-                    &Path::root().join(["spec", "volumes"]).join([i]).join(["name"]),
+                    &Path::root()
+                        .join(["spec", "volumes"])
+                        .join([i])
+                        .join(["name"]),
                     format!(
                         "volume name {name:?} is already taken, so tandem's volume {name:?} can't \
                          be added; rename one of them"
@@ -452,7 +469,9 @@ impl<'a> Build<'a> {
             "mountPath": self.config.universal.state_dir
         })];
         if self.config.shim.delivery == ShimDelivery::Copy {
-            mounts.push(json!({"name": names::SHIM_VOLUME, "mountPath": names::SHIM_DIR, "readOnly": true}));
+            mounts.push(
+                json!({"name": names::SHIM_VOLUME, "mountPath": names::SHIM_DIR, "readOnly": true}),
+            );
         }
         mounts
     }
@@ -460,13 +479,22 @@ impl<'a> Build<'a> {
     fn universal_native_copy(&self, sidecar: &Value, shim: &str) -> Value {
         let mut c = native_sidecar(sidecar);
         wrap_command(&mut c, shim, "native");
-        push_all(&mut c, "env", vec![env_var(env::STATE_DIR, &self.config.universal.state_dir)]);
+        push_all(
+            &mut c,
+            "env",
+            vec![env_var(env::STATE_DIR, &self.config.universal.state_dir)],
+        );
         push_all(&mut c, "volumeMounts", self.shared_mounts());
         let obj = as_object(&mut c);
         if !self.decision.native_field_kept {
             // Where the API server may drop restartPolicy, a probe or hook on this init
             // container would make the whole create fail.
-            for key in ["startupProbe", "livenessProbe", "readinessProbe", "lifecycle"] {
+            for key in [
+                "startupProbe",
+                "livenessProbe",
+                "readinessProbe",
+                "lifecycle",
+            ] {
                 obj.remove(key);
             }
         } else if self.decision.startup_probe {
@@ -588,12 +616,21 @@ impl<'a> Build<'a> {
     fn annotate(&mut self, regular_added: bool) {
         let status = json!({
             "mode": self.decision.placement.as_str(),
-            "sidecars": self.config.sidecars.iter().map(|s| sidecar_name(s)).collect::<Vec<_>>(),
+            "sidecars": self.config.sidecars.iter().map(sidecar_name).collect::<Vec<_>>(),
         });
         let mut new = vec![(names::STATUS_ANNOTATION, Value::from(status.to_string()))];
         // A sidecar put first among the containers would become `kubectl logs`' default.
-        if regular_added && self.pod.annotation(names::DEFAULT_CONTAINER_ANNOTATION).is_none()
-            && let Some(first) = self.pod.list("containers").first().and_then(|c| c.get("name")).and_then(Value::as_str)
+        if regular_added
+            && self
+                .pod
+                .annotation(names::DEFAULT_CONTAINER_ANNOTATION)
+                .is_none()
+            && let Some(first) = self
+                .pod
+                .list("containers")
+                .first()
+                .and_then(|c| c.get("name"))
+                .and_then(Value::as_str)
         {
             new.push((names::DEFAULT_CONTAINER_ANNOTATION, Value::from(first)));
         }
@@ -606,8 +643,10 @@ impl<'a> Build<'a> {
                 }
             }
             (meta, _) => {
-                let map: Map<String, Value> = new.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-                self.ops.set_member(&meta_path, meta, "annotations", Value::Object(map));
+                let map: Map<String, Value> =
+                    new.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                self.ops
+                    .set_member(&meta_path, meta, "annotations", Value::Object(map));
             }
         }
     }

@@ -98,7 +98,11 @@ impl NodeFacts {
             },
             problem,
         };
-        if node.get("kind").and_then(Value::as_str).is_some_and(|k| k != "Node") {
+        if node
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k != "Node")
+        {
             return Err(err(format!(
                 "is a {}, not a Node",
                 node["kind"].as_str().unwrap_or_default()
@@ -171,7 +175,10 @@ impl NodeFacts {
 }
 
 fn str_field(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl ClusterKnowledge {
@@ -200,9 +207,7 @@ impl ClusterKnowledge {
 
     /// True when nothing at all is known.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-            && self.apiserver.version.is_none()
-            && self.apiserver.gate.is_none()
+        self.nodes.is_empty() && self.apiserver.version.is_none() && self.apiserver.gate.is_none()
     }
 }
 

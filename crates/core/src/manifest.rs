@@ -8,6 +8,11 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+/// A parse error's message with the source's name in place of `<input>`.
+pub fn name_source(message: &str, source: &str) -> String {
+    message.replace("--> <input>", &format!("--> {source}"))
+}
+
 /// One document of a manifest stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
@@ -44,7 +49,7 @@ pub fn from_yaml_str<T: DeserializeOwned>(text: &str) -> Result<T, ParseError> {
 fn parse_error(e: serde_saphyr::Error) -> ParseError {
     ParseError {
         line: e.location().map(|l| l.line() as usize),
-        message: e.to_string(),
+        message: e.to_string().trim_start_matches("error: ").to_string(),
     }
 }
 
@@ -167,10 +172,45 @@ mod tests {
     #[test]
     fn ambiguous_strings_survive_a_round_trip() {
         let tricky = [
-            "y", "Y", "n", "yes", "No", "on", "OFF", "true", "null", "~", "0755", "1e3", "0x1F",
-            "1_000", ".5", "-", "- x", "a: b", "#c", "", " lead", "trail ", "@at", "*star",
-            "&amp", "!bang", "%p", "`t", "{x}", "[x]", "12:30", "1.0", ".inf", ".nan", "0o17",
-            "multi\nline", "tab\there", "\"q\"", "'s'",
+            "y",
+            "Y",
+            "n",
+            "yes",
+            "No",
+            "on",
+            "OFF",
+            "true",
+            "null",
+            "~",
+            "0755",
+            "1e3",
+            "0x1F",
+            "1_000",
+            ".5",
+            "-",
+            "- x",
+            "a: b",
+            "#c",
+            "",
+            " lead",
+            "trail ",
+            "@at",
+            "*star",
+            "&amp",
+            "!bang",
+            "%p",
+            "`t",
+            "{x}",
+            "[x]",
+            "12:30",
+            "1.0",
+            ".inf",
+            ".nan",
+            "0o17",
+            "multi\nline",
+            "tab\there",
+            "\"q\"",
+            "'s'",
         ];
         for s in tricky {
             let v = json!({ "k": s, "list": [s] });

@@ -54,7 +54,13 @@ mod tests {
         assert!(r.line.contains("SidecarContainers"));
         let off = "kubernetes_feature_enabled{name=\"SidecarContainers\",stage=\"ALPHA\"} 0\n";
         assert!(!feature_gate(off, SIDECAR_GATE).unwrap().enabled);
-        assert!(feature_gate("kubernetes_feature_enabled{name=\"SidecarContainersX\"} 1", SIDECAR_GATE).is_none());
+        assert!(
+            feature_gate(
+                "kubernetes_feature_enabled{name=\"SidecarContainersX\"} 1",
+                SIDECAR_GATE
+            )
+            .is_none()
+        );
         assert!(feature_gate("garbage{", SIDECAR_GATE).is_none());
         assert!(feature_gate("", SIDECAR_GATE).is_none());
     }

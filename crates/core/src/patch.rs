@@ -88,7 +88,13 @@ impl PatchBuilder {
 
     /// Appends `items` to the array at `path` at index `at`, creating the array
     /// when `current` (what is there now) is absent or null.
-    pub fn insert_all(&mut self, path: &Path, current: Option<&Value>, at: usize, items: Vec<Value>) {
+    pub fn insert_all(
+        &mut self,
+        path: &Path,
+        current: Option<&Value>,
+        at: usize,
+        items: Vec<Value>,
+    ) {
         if items.is_empty() {
             return;
         }
@@ -134,9 +140,15 @@ mod tests {
     #[test]
     fn pointers_escape_annotation_keys() {
         let p = Path::root().join(["metadata", "annotations", "tandem.dev/status"]);
-        assert_eq!(p.pointer().as_str(), "/metadata/annotations/tandem.dev~1status");
+        assert_eq!(
+            p.pointer().as_str(),
+            "/metadata/annotations/tandem.dev~1status"
+        );
         assert_eq!(p.to_string(), "metadata.annotations[\"tandem.dev/status\"]");
-        let p = Path::root().join(["spec", "containers"]).join([0]).join(["name"]);
+        let p = Path::root()
+            .join(["spec", "containers"])
+            .join([0])
+            .join(["name"]);
         assert_eq!(p.to_string(), "spec.containers[0].name");
     }
 
@@ -153,6 +165,9 @@ mod tests {
         let c = Path::root().join(["c"]);
         pb.set_member(&c, c.get(&doc), "new", json!(1));
         apply(&mut doc, &pb.finish()).unwrap();
-        assert_eq!(doc, json!({"a": {"list": [0, 1, 2], "k/1": true}, "b": ["x"], "c": {"new": 1}}));
+        assert_eq!(
+            doc,
+            json!({"a": {"list": [0, 1, 2], "k/1": true}, "b": ["x"], "c": {"new": 1}})
+        );
     }
 }

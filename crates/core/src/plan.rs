@@ -75,7 +75,8 @@ pub fn decide(
     match requested.fixed() {
         Some(p) => {
             d.placement = p;
-            d.reasons.push(format!("mode {p} set by {}", source_words(source)));
+            d.reasons
+                .push(format!("mode {p} set by {}", source_words(source)));
             d.warnings.extend(risks(p, pod.spec, knowledge));
         }
         None => decide_auto(&mut d, pod, knowledge, config),
@@ -85,7 +86,8 @@ pub fn decide(
             ProbePolicy::Always => true,
             _ => api.behaviour == ApiServerBehaviour::KeepsField,
         };
-        d.startup_probe = d.native_field_kept && config.universal.startup_probe != ProbePolicy::Never;
+        d.startup_probe =
+            d.native_field_kept && config.universal.startup_probe != ProbePolicy::Never;
         if !d.native_field_kept {
             d.warnings.push(format!(
                 "universal: {}; the native copy gets no probes or lifecycle hooks (they would be \
@@ -128,7 +130,8 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
         };
         if skew.behaviour == KubeletBehaviour::RunsSidecars {
             d.placement = Placement::Native;
-            d.reasons.push(format!("auto chose native: {why}, but {}", skew.why));
+            d.reasons
+                .push(format!("auto chose native: {why}, but {}", skew.why));
         } else {
             d.placement = Placement::Legacy;
             d.reasons.push(format!(
@@ -155,7 +158,10 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
     if !rejects.is_empty() || !unknown.is_empty() {
         let mut why = Vec::new();
         if !rejects.is_empty() {
-            why.push(format!("{} would reject native sidecars", summarize(rejects)));
+            why.push(format!(
+                "{} would reject native sidecars",
+                summarize(rejects)
+            ));
         }
         if !unknown.is_empty() {
             why.push(format!("{} unknown", summarize(unknown)));
@@ -173,8 +179,9 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
             ));
         } else {
             d.placement = Placement::Legacy;
-            d.reasons
-                .push(format!("auto chose legacy: of {total} candidate nodes, {why}"));
+            d.reasons.push(format!(
+                "auto chose legacy: of {total} candidate nodes, {why}"
+            ));
             if config.auto_fallback == Fallback::Affinity {
                 d.warnings.push(format!(
                     "autoFallback is affinity, but no candidate node is labelled {NODE_LABEL}=true \
@@ -294,10 +301,24 @@ mod tests {
         }
     }
 
-    fn auto(k: &ClusterKnowledge, spec: Value, universal_ok: Result<(), &str>, fallback: Fallback) -> Decision {
+    fn auto(
+        k: &ClusterKnowledge,
+        spec: Value,
+        universal_ok: Result<(), &str>,
+        fallback: Fallback,
+    ) -> Decision {
         let mut config = Config::builtin();
         config.auto_fallback = fallback;
-        decide(Mode::Auto, ModeSource::Config, PodFacts { spec: &spec, universal_ok }, k, &config)
+        decide(
+            Mode::Auto,
+            ModeSource::Config,
+            PodFacts {
+                spec: &spec,
+                universal_ok,
+            },
+            k,
+            &config,
+        )
     }
 
     #[test]
@@ -319,9 +340,14 @@ mod tests {
     #[test]
     fn auto_never_picks_a_form_a_candidate_rejects() {
         // Exhaustive over small clusters of the interesting versions and both fallbacks.
-        let pool = ["v1.26.0", "v1.27.9", "v1.28.15", "v1.29.2", "v1.32.1", "v1.35.0"];
+        let pool = [
+            "v1.26.0", "v1.27.9", "v1.28.15", "v1.29.2", "v1.32.1", "v1.35.0",
+        ];
         for mask in 1u32..(1 << pool.len()) {
-            let vs: Vec<&str> = (0..pool.len()).filter(|i| mask & (1 << i) != 0).map(|i| pool[i]).collect();
+            let vs: Vec<&str> = (0..pool.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| pool[i])
+                .collect();
             let k = versions(&vs);
             for fallback in [Fallback::Legacy, Fallback::Affinity] {
                 for universal_ok in [Ok(()), Err("no command")] {
@@ -335,7 +361,12 @@ mod tests {
                             Placement::Universal => b != KubeletBehaviour::RejectsPod,
                             Placement::Native => b == KubeletBehaviour::RunsSidecars,
                         };
-                        assert!(ok, "{vs:?} {fallback:?}: {} on {}", d.placement, node.label());
+                        assert!(
+                            ok,
+                            "{vs:?} {fallback:?}: {} on {}",
+                            d.placement,
+                            node.label()
+                        );
                     }
                     if universal_ok.is_err() {
                         assert_ne!(d.placement, Placement::Universal);
@@ -347,29 +378,53 @@ mod tests {
 
     #[test]
     fn no_knowledge_is_safe_and_explained() {
-        let d = auto(&ClusterKnowledge::default(), json!({}), Ok(()), Fallback::Legacy);
+        let d = auto(
+            &ClusterKnowledge::default(),
+            json!({}),
+            Ok(()),
+            Fallback::Legacy,
+        );
         assert_eq!(d.placement, Placement::Legacy);
-        assert!(d.reasons[0].contains("no node knowledge"), "{:?}", d.reasons);
+        assert!(
+            d.reasons[0].contains("no node knowledge"),
+            "{:?}",
+            d.reasons
+        );
     }
 
     #[test]
     fn skew_rule_makes_native_safe() {
         let k = ClusterKnowledge {
-            apiserver: ApiServerFacts { version: Some(v("v1.32.0")), gate: None },
+            apiserver: ApiServerFacts {
+                version: Some(v("v1.32.0")),
+                gate: None,
+            },
             ..Default::default()
         };
-        assert_eq!(auto(&k, json!({}), Ok(()), Fallback::Legacy).placement, Placement::Native);
+        assert_eq!(
+            auto(&k, json!({}), Ok(()), Fallback::Legacy).placement,
+            Placement::Native
+        );
         let k = ClusterKnowledge {
-            apiserver: ApiServerFacts { version: Some(v("v1.31.0")), gate: None },
+            apiserver: ApiServerFacts {
+                version: Some(v("v1.31.0")),
+                gate: None,
+            },
             ..Default::default()
         };
-        assert_eq!(auto(&k, json!({}), Ok(()), Fallback::Legacy).placement, Placement::Legacy);
+        assert_eq!(
+            auto(&k, json!({}), Ok(()), Fallback::Legacy).placement,
+            Placement::Legacy
+        );
     }
 
     #[test]
     fn apiserver_gate_off_means_legacy() {
         let mut k = versions(&["v1.31.0"]);
-        k.apiserver = ApiServerFacts { version: Some(v("v1.31.0")), gate: Some(false) };
+        k.apiserver = ApiServerFacts {
+            version: Some(v("v1.31.0")),
+            gate: Some(false),
+        };
         let d = auto(&k, json!({}), Ok(()), Fallback::Legacy);
         assert_eq!(d.placement, Placement::Legacy);
         assert!(d.reasons[0].contains("drops"), "{:?}", d.reasons);
@@ -396,7 +451,12 @@ mod tests {
             nodes_have_labels: true,
             ..Default::default()
         };
-        let d = auto(&k, json!({"nodeSelector": {"pool": "new"}}), Ok(()), Fallback::Legacy);
+        let d = auto(
+            &k,
+            json!({"nodeSelector": {"pool": "new"}}),
+            Ok(()),
+            Fallback::Legacy,
+        );
         assert_eq!(d.placement, Placement::Native, "{:?}", d.reasons);
         let d = auto(&k, json!({"nodeName": "old-1"}), Ok(()), Fallback::Legacy);
         assert_eq!(d.placement, Placement::Legacy);
@@ -404,7 +464,10 @@ mod tests {
         let d = auto(&k, json!({}), Ok(()), Fallback::Affinity);
         assert_eq!(d.placement, Placement::Affinity, "{:?}", d.reasons);
         // Without any labelled node, affinity would leave the pod unschedulable.
-        let unlabelled = [node("a", "v1.28.15", "x", None), node("b", "v1.31.4", "x", None)];
+        let unlabelled = [
+            node("a", "v1.28.15", "x", None),
+            node("b", "v1.31.4", "x", None),
+        ];
         let k2 = ClusterKnowledge {
             nodes: ClusterKnowledge::from_node_objects(unlabelled.iter()).unwrap(),
             nodes_have_labels: true,
@@ -420,7 +483,10 @@ mod tests {
         let k = versions(&["v1.28.15", "v1.27.1", "v1.31.0"]);
         let config = Config::builtin();
         let spec = json!({});
-        let pod = PodFacts { spec: &spec, universal_ok: Ok(()) };
+        let pod = PodFacts {
+            spec: &spec,
+            universal_ok: Ok(()),
+        };
         let d = decide(Mode::Native, ModeSource::Override, pod, &k, &config);
         assert_eq!(d.placement, Placement::Native);
         assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
@@ -432,7 +498,10 @@ mod tests {
     fn universal_probe_follows_the_apiserver() {
         let config = Config::builtin();
         let spec = json!({});
-        let pod = PodFacts { spec: &spec, universal_ok: Ok(()) };
+        let pod = PodFacts {
+            spec: &spec,
+            universal_ok: Ok(()),
+        };
         let mut k = ClusterKnowledge::default();
         let d = decide(Mode::Universal, ModeSource::Config, pod, &k, &config);
         assert!(!d.startup_probe && !d.native_field_kept);

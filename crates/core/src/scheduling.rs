@@ -23,7 +23,9 @@ pub fn can_land_on(spec: &Value, node: &NodeFacts, nodes_have_labels: bool) -> b
     if !nodes_have_labels {
         return true;
     }
-    matches_node_selector(spec, node) && matches_required_affinity(spec, node) && tolerates(spec, node)
+    matches_node_selector(spec, node)
+        && matches_required_affinity(spec, node)
+        && tolerates(spec, node)
 }
 
 fn matches_node_selector(spec: &Value, node: &NodeFacts) -> bool {
@@ -73,13 +75,21 @@ fn requirement_matches(expr: &Value, actual: Option<&str>) -> bool {
         .map(|vs| vs.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let as_int = |s: &str| s.parse::<i64>().ok();
-    match expr.get("operator").and_then(Value::as_str).unwrap_or_default() {
+    match expr
+        .get("operator")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+    {
         "In" => actual.is_some_and(|a| values.contains(&a)),
         "NotIn" => actual.is_none_or(|a| !values.contains(&a)),
         "Exists" => actual.is_some(),
         "DoesNotExist" => actual.is_none(),
-        "Gt" => matches!((actual.and_then(as_int), values.first().and_then(|v| as_int(v))), (Some(a), Some(b)) if a > b),
-        "Lt" => matches!((actual.and_then(as_int), values.first().and_then(|v| as_int(v))), (Some(a), Some(b)) if a < b),
+        "Gt" => {
+            matches!((actual.and_then(as_int), values.first().and_then(|v| as_int(v))), (Some(a), Some(b)) if a > b)
+        }
+        "Lt" => {
+            matches!((actual.and_then(as_int), values.first().and_then(|v| as_int(v))), (Some(a), Some(b)) if a < b)
+        }
         // An operator we don't know: assume the pod may land here (the cautious answer).
         _ => true,
     }
@@ -141,7 +151,10 @@ mod tests {
         assert_eq!(candidates(&json!({"nodeName": "b"}), &nodes, true), vec![1]);
         assert_eq!(candidates(&json!({}), &nodes, true), vec![0, 1]);
         // Version-only knowledge can't be filtered.
-        assert_eq!(candidates(&json!({"nodeName": "b"}), &nodes, false), vec![0, 1]);
+        assert_eq!(
+            candidates(&json!({"nodeName": "b"}), &nodes, false),
+            vec![0, 1]
+        );
     }
 
     #[test]
@@ -151,27 +164,61 @@ mod tests {
             node("b", &[("pool", "old"), ("zone", "2")], &[]),
             node("c", &[("gpu", "4")], &[]),
         ];
-        assert_eq!(candidates(&json!({"nodeSelector": {"pool": "old"}}), &nodes, true), vec![1]);
+        assert_eq!(
+            candidates(&json!({"nodeSelector": {"pool": "old"}}), &nodes, true),
+            vec![1]
+        );
         let affinity = |terms: Value| json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}});
         let cases = [
-            (json!([{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["new"]}]}]), vec![0]),
-            (json!([{"matchExpressions": [{"key": "pool", "operator": "NotIn", "values": ["new"]}]}]), vec![1, 2]),
-            (json!([{"matchExpressions": [{"key": "pool", "operator": "Exists"}]}]), vec![0, 1]),
-            (json!([{"matchExpressions": [{"key": "pool", "operator": "DoesNotExist"}]}]), vec![2]),
-            (json!([{"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["2"]}]}]), vec![2]),
-            (json!([{"matchExpressions": [{"key": "gpu", "operator": "Lt", "values": ["2"]}]}]), vec![]),
-            (json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["c"]}]}]), vec![2]),
+            (
+                json!([{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["new"]}]}]),
+                vec![0],
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "pool", "operator": "NotIn", "values": ["new"]}]}]),
+                vec![1, 2],
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "pool", "operator": "Exists"}]}]),
+                vec![0, 1],
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "pool", "operator": "DoesNotExist"}]}]),
+                vec![2],
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["2"]}]}]),
+                vec![2],
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "gpu", "operator": "Lt", "values": ["2"]}]}]),
+                vec![],
+            ),
+            (
+                json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["c"]}]}]),
+                vec![2],
+            ),
             // Terms are ORed.
-            (json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["1"]}]},
-                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["2"]}]}]), vec![0, 1]),
+            (
+                json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["1"]}]},
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["2"]}]}]),
+                vec![0, 1],
+            ),
             // Expressions within a term are ANDed.
-            (json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["1", "2"]},
-                                          {"key": "pool", "operator": "In", "values": ["old"]}]}]), vec![1]),
+            (
+                json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["1", "2"]},
+                                          {"key": "pool", "operator": "In", "values": ["old"]}]}]),
+                vec![1],
+            ),
             // An empty term matches nothing.
             (json!([{}]), vec![]),
         ];
         for (terms, want) in cases {
-            assert_eq!(candidates(&affinity(terms.clone()), &nodes, true), want, "{terms}");
+            assert_eq!(
+                candidates(&affinity(terms.clone()), &nodes, true),
+                want,
+                "{terms}"
+            );
         }
     }
 
@@ -184,12 +231,38 @@ mod tests {
         ];
         assert_eq!(candidates(&json!({}), &nodes, true), vec![1]);
         let tol = |t: Value| json!({"tolerations": [t]});
-        assert_eq!(candidates(&tol(json!({"key": "legacy", "operator": "Exists"})), &nodes, true), vec![0, 1]);
-        assert_eq!(candidates(&tol(json!({"key": "legacy", "value": "true"})), &nodes, true), vec![0, 1]);
-        assert_eq!(candidates(&tol(json!({"key": "legacy", "value": "no"})), &nodes, true), vec![1]);
-        assert_eq!(candidates(&tol(json!({"operator": "Exists"})), &nodes, true), vec![0, 1, 2]);
         assert_eq!(
-            candidates(&tol(json!({"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoExecute"})), &nodes, true),
+            candidates(
+                &tol(json!({"key": "legacy", "operator": "Exists"})),
+                &nodes,
+                true
+            ),
+            vec![0, 1]
+        );
+        assert_eq!(
+            candidates(
+                &tol(json!({"key": "legacy", "value": "true"})),
+                &nodes,
+                true
+            ),
+            vec![0, 1]
+        );
+        assert_eq!(
+            candidates(&tol(json!({"key": "legacy", "value": "no"})), &nodes, true),
+            vec![1]
+        );
+        assert_eq!(
+            candidates(&tol(json!({"operator": "Exists"})), &nodes, true),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            candidates(
+                &tol(
+                    json!({"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoExecute"})
+                ),
+                &nodes,
+                true
+            ),
             vec![1, 2]
         );
     }

@@ -20,7 +20,7 @@ pub struct PodLocation {
 
 /// A document that should carry a pod but doesn't, or isn't an object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{object}: {field}: {problem}")]
+#[error("{}", join_parts(object, field, problem))]
 pub struct ShapeError {
     /// `Kind namespace/name` of the object.
     pub object: String,
@@ -30,11 +30,24 @@ pub struct ShapeError {
     pub problem: String,
 }
 
+/// `object: field: problem`, leaving out empty parts.
+pub(crate) fn join_parts(object: &str, field: &str, problem: &str) -> String {
+    [object, field, problem]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// Where each kind keeps its pod template.
 fn template_path(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "Pod" => &[],
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ReplicationController"
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
         | "Job" => &["spec", "template"],
         "PodTemplate" => &["template"],
         "CronJob" => &["spec", "jobTemplate", "spec", "template"],
@@ -53,7 +66,10 @@ pub fn describe(doc: &Value) -> String {
     let name = doc
         .pointer("/metadata/name")
         .and_then(Value::as_str)
-        .or_else(|| doc.pointer("/metadata/generateName").and_then(Value::as_str))
+        .or_else(|| {
+            doc.pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+        })
         .unwrap_or("(unnamed)");
     match doc.pointer("/metadata/namespace").and_then(Value::as_str) {
         Some(ns) => format!("{kind} {ns}/{name}"),
@@ -81,7 +97,13 @@ fn find_into(doc: &Value, at: &Path, out: &mut Vec<PodLocation>) -> Result<(), S
         problem: problem.into(),
     };
     if !doc.is_object() {
-        return Err(shape(at, "is not an object (a Kubernetes manifest is a mapping)"));
+        return Err(ShapeError {
+            object: String::new(),
+            field: at.to_string(),
+            problem:
+                "is not an object (a Kubernetes manifest is a mapping with apiVersion and kind)"
+                    .into(),
+        });
     }
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
     if kind == "List" || kind.ends_with("List") && doc.get("items").is_some() {
@@ -147,16 +169,34 @@ mod tests {
     fn finds_templates_of_every_kind() {
         let cases = [
             ("Pod", json!({"kind": "Pod", "spec": spec()}), ""),
-            ("Deployment", json!({"kind": "Deployment", "spec": {"template": {"spec": spec()}}}), "/spec/template"),
-            ("CronJob", json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": spec()}}}}}), "/spec/jobTemplate/spec/template"),
-            ("PodTemplate", json!({"kind": "PodTemplate", "template": {"spec": spec()}}), "/template"),
+            (
+                "Deployment",
+                json!({"kind": "Deployment", "spec": {"template": {"spec": spec()}}}),
+                "/spec/template",
+            ),
+            (
+                "CronJob",
+                json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": spec()}}}}}),
+                "/spec/jobTemplate/spec/template",
+            ),
+            (
+                "PodTemplate",
+                json!({"kind": "PodTemplate", "template": {"spec": spec()}}),
+                "/template",
+            ),
         ];
         for (kind, doc, ptr) in cases {
             let found = find_pods(&doc).unwrap();
             assert_eq!(found.len(), 1, "{kind}");
             assert_eq!(found[0].base.pointer().as_str(), ptr, "{kind}");
         }
-        for kind in ["StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"] {
+        for kind in [
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "ReplicationController",
+            "Job",
+        ] {
             let doc = json!({"kind": kind, "spec": {"template": {"spec": spec()}}});
             assert_eq!(find_pods(&doc).unwrap().len(), 1, "{kind}");
         }
@@ -172,15 +212,28 @@ mod tests {
         let found = find_pods(&doc).unwrap();
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].base.pointer().as_str(), "/items/1");
-        assert_eq!(found[1].base.pointer().as_str(), "/items/2/items/0/spec/template");
-        assert!(find_pods(&json!({"kind": "ConfigMap", "data": {}})).unwrap().is_empty());
+        assert_eq!(
+            found[1].base.pointer().as_str(),
+            "/items/2/items/0/spec/template"
+        );
+        assert!(
+            find_pods(&json!({"kind": "ConfigMap", "data": {}}))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn shape_errors_name_object_and_field() {
         let err = find_pods(&json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}, "spec": {}})).unwrap_err();
-        assert_eq!(err.to_string(), "Deployment shop/web: spec.template: is missing (a pod template is required)");
-        let err = find_pods(&json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Deployment shop/web: spec.template: is missing (a pod template is required)"
+        );
+        let err = find_pods(
+            &json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}}),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("spec.containers"), "{err}");
         let err = find_pods(&json!(["not", "an", "object"])).unwrap_err();
         assert!(err.to_string().contains("not an object"), "{err}");

@@ -1,6 +1,7 @@
 //! The injection engine, end to end over raw documents: every mode, every kind,
 //! unknown fields, idempotency and conflicts.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 use json_patch::PatchOperation;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -31,7 +32,11 @@ sidecars:
 }
 
 fn inject(cfg: &Config, k: &ClusterKnowledge, doc: &Value) -> (Value, Vec<PatchOperation>) {
-    let injector = Injector { config: cfg, knowledge: k, mode_override: None };
+    let injector = Injector {
+        config: cfg,
+        knowledge: k,
+        mode_override: None,
+    };
     let out = injector.inject_document(doc).unwrap();
     let mut result = doc.clone();
     patch::apply(&mut result, &out.patch).unwrap();
@@ -52,7 +57,11 @@ fn pod() -> Value {
 }
 
 fn names(list: &Value) -> Vec<&str> {
-    list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect()
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect()
 }
 
 fn nothing_known() -> ClusterKnowledge {
@@ -68,9 +77,17 @@ fn native_goes_first_with_restart_policy_always() {
     assert_eq!(proxy["startupProbe"]["httpGet"]["port"], 15021);
     assert_eq!(proxy["vendorExtension"]["keep"], "me");
     assert_eq!(names(&out["spec"]["containers"]), ["app"]);
-    let status: Value = serde_json::from_str(out["metadata"]["annotations"]["tandem.dev/status"].as_str().unwrap()).unwrap();
+    let status: Value = serde_json::from_str(
+        out["metadata"]["annotations"]["tandem.dev/status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(status, json!({"mode": "native", "sidecars": ["proxy"]}));
-    assert!(ops.iter().all(|op| matches!(op, PatchOperation::Add(_))), "{ops:?}");
+    assert!(
+        ops.iter().all(|op| matches!(op, PatchOperation::Add(_))),
+        "{ops:?}"
+    );
 }
 
 #[test]
@@ -81,7 +98,10 @@ fn native_goes_after_other_injectors_init_containers() {
         {"name": "migrate", "image": "m"}
     ]);
     let (out, _) = inject(&config("native"), &nothing_known(), &p);
-    assert_eq!(names(&out["spec"]["initContainers"]), ["istio-init", "proxy", "migrate"]);
+    assert_eq!(
+        names(&out["spec"]["initContainers"]),
+        ["istio-init", "proxy", "migrate"]
+    );
     let mut p = pod();
     p["spec"].as_object_mut().unwrap().remove("initContainers");
     let (out, _) = inject(&config("native"), &nothing_known(), &p);
@@ -94,7 +114,10 @@ fn legacy_is_a_regular_container_and_keeps_kubectl_default() {
     assert_eq!(names(&out["spec"]["containers"]), ["proxy", "app"]);
     assert!(out["spec"]["containers"][0].get("restartPolicy").is_none());
     assert_eq!(names(&out["spec"]["initContainers"]), ["migrate"]);
-    assert_eq!(out["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"], "app");
+    assert_eq!(
+        out["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"],
+        "app"
+    );
 }
 
 #[test]
@@ -122,15 +145,27 @@ fn affinity_is_anded_into_every_term() {
     let (out, _) = inject(&config("affinity"), &nothing_known(), &p);
     let na = &out["spec"]["affinity"]["nodeAffinity"];
     let terms = &na["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
-    assert_eq!(terms[0]["matchExpressions"], json!([{"key": "pool", "operator": "In", "values": ["a"]}, req.clone()]));
+    assert_eq!(
+        terms[0]["matchExpressions"],
+        json!([{"key": "pool", "operator": "In", "values": ["a"]}, req.clone()])
+    );
     assert_eq!(terms[1]["matchExpressions"], json!([req.clone()]));
     assert_eq!(terms[1]["matchFields"][0]["values"], json!(["n1"]));
-    assert_eq!(na["preferredDuringSchedulingIgnoredDuringExecution"], p["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]);
+    assert_eq!(
+        na["preferredDuringSchedulingIgnoredDuringExecution"],
+        p["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    );
     assert_eq!(out["spec"]["affinity"]["podAntiAffinity"], json!({"x": 1}));
     // A term that already requires the label is not changed twice.
     let mut p2 = out.clone();
-    p2["metadata"]["annotations"].as_object_mut().unwrap().clear();
-    p2["spec"]["initContainers"].as_array_mut().unwrap().remove(0);
+    p2["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .clear();
+    p2["spec"]["initContainers"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
     let (again, _) = inject(&config("affinity"), &nothing_known(), &p2);
     assert_eq!(again["spec"]["affinity"], out["spec"]["affinity"]);
 }
@@ -147,37 +182,79 @@ fn universal_builds_both_copies_and_the_shim_wiring() {
     });
     let (out, _) = inject(&config("universal"), &nothing_known(), &job);
     let spec = &out["spec"]["template"]["spec"];
-    assert_eq!(names(&spec["initContainers"]), ["tandem-shim-install", "proxy"]);
-    assert_eq!(names(&spec["containers"]), ["proxy-legacy", "main", "uploader"]);
+    assert_eq!(
+        names(&spec["initContainers"]),
+        ["tandem-shim-install", "proxy"]
+    );
+    assert_eq!(
+        names(&spec["containers"]),
+        ["proxy-legacy", "main", "uploader"]
+    );
     assert_eq!(names(&spec["volumes"]), ["tandem-bin", "tandem-state"]);
     let native = &spec["initContainers"][1];
     assert_eq!(native["restartPolicy"], "Always");
-    assert_eq!(native["command"], json!(["/var/run/tandem-bin/tandem-shim", "native", "--", "/proxy"]));
+    assert_eq!(
+        native["command"],
+        json!(["/var/run/tandem-bin/tandem-shim", "native", "--", "/proxy"])
+    );
     assert_eq!(native["args"], json!(["--port=15001"]));
     // API server unknown: no probes or hooks on the native copy.
     assert!(native.get("startupProbe").is_none() && native.get("livenessProbe").is_none());
     let legacy = &spec["containers"][0];
-    assert_eq!(legacy["command"], json!(["/var/run/tandem-bin/tandem-shim", "legacy", "--", "/proxy"]));
-    let env: Vec<(&str, &Value)> = legacy["env"].as_array().unwrap().iter()
-        .map(|e| (e["name"].as_str().unwrap(), e.get("value").unwrap_or(&e["valueFrom"]))).collect();
-    assert!(env.contains(&("TANDEM_POD_RESTART_POLICY", &json!("Never"))), "{env:?}");
-    assert!(env.contains(&("TANDEM_SETTLE_TIMEOUT", &json!("5s"))), "{env:?}");
-    assert!(env.contains(&("TANDEM_MAIN_CONTAINERS", &json!("main,uploader"))), "{env:?}");
-    assert!(legacy.get("livenessProbe").is_none(), "exec probes dropped from the idle copy");
+    assert_eq!(
+        legacy["command"],
+        json!(["/var/run/tandem-bin/tandem-shim", "legacy", "--", "/proxy"])
+    );
+    let env: Vec<(&str, &Value)> = legacy["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap(),
+                e.get("value").unwrap_or(&e["valueFrom"]),
+            )
+        })
+        .collect();
+    assert!(
+        env.contains(&("TANDEM_POD_RESTART_POLICY", &json!("Never"))),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("TANDEM_SETTLE_TIMEOUT", &json!("5s"))),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("TANDEM_MAIN_CONTAINERS", &json!("main,uploader"))),
+        "{env:?}"
+    );
+    assert!(
+        legacy.get("livenessProbe").is_none(),
+        "exec probes dropped from the idle copy"
+    );
     assert_eq!(legacy["startupProbe"]["httpGet"]["port"], 15021);
 
     // With an API server that keeps the field, the native copy keeps its probes and the
     // regular copy no longer needs the settle timeout.
     let k = ClusterKnowledge {
-        apiserver: tandem_core::knowledge::ApiServerFacts { version: Some(KubeVersion::parse("v1.31.0").unwrap()), gate: None },
+        apiserver: tandem_core::knowledge::ApiServerFacts {
+            version: Some(KubeVersion::parse("v1.31.0").unwrap()),
+            gate: None,
+        },
         ..Default::default()
     };
     job["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
     let (out, _) = inject(&config("universal"), &k, &job);
     let spec = &out["spec"]["template"]["spec"];
-    assert_eq!(spec["initContainers"][1]["startupProbe"]["httpGet"]["port"], 15021);
+    assert_eq!(
+        spec["initContainers"][1]["startupProbe"]["httpGet"]["port"],
+        15021
+    );
     let env = spec["containers"][0]["env"].to_string();
-    assert!(!env.contains("TANDEM_SETTLE_TIMEOUT") && env.contains("OnFailure"), "{env}");
+    assert!(
+        !env.contains("TANDEM_SETTLE_TIMEOUT") && env.contains("OnFailure"),
+        "{env}"
+    );
 }
 
 #[test]
@@ -186,7 +263,10 @@ fn universal_without_own_startup_probe_gets_the_shims() {
     let (out, _) = inject(&cfg, &nothing_known(), &pod());
     let native = &out["spec"]["initContainers"][0];
     assert_eq!(native["name"], "s");
-    assert_eq!(native["startupProbe"]["exec"]["command"], json!(["/bin/tandem-shim", "probe"]));
+    assert_eq!(
+        native["startupProbe"]["exec"]["command"],
+        json!(["/bin/tandem-shim", "probe"])
+    );
     assert_eq!(names(&out["spec"]["volumes"]), ["data", "tandem-state"]);
 }
 
@@ -197,18 +277,38 @@ fn unknown_fields_survive_every_mode() {
     p["metadata"]["x-vendor"] = json!({"deep": [1, {"a": null}]});
     p["spec"]["futurePodField"] = json!({"enabled": true, "list": ["a", "b"]});
     p["spec"]["containers"][0]["futureContainerField"] = json!(42);
-    p["spec"]["initContainers"][0]["resizePolicy"] = json!([{"resourceName": "cpu", "restartPolicy": "NotRequired"}]);
+    p["spec"]["initContainers"][0]["resizePolicy"] =
+        json!([{"resourceName": "cpu", "restartPolicy": "NotRequired"}]);
     p["status"] = json!({"phase": "Pending", "futureStatus": 1});
     p["spec"]["affinity"] = json!({"nodeAffinity": {"futureAffinityField": "x"}});
     for mode in ["native", "legacy", "affinity", "universal"] {
         let (out, _) = inject(&config(mode), &nothing_known(), &p);
-        assert_eq!(out["metadata"]["x-vendor"], p["metadata"]["x-vendor"], "{mode}");
-        assert_eq!(out["spec"]["futurePodField"], p["spec"]["futurePodField"], "{mode}");
+        assert_eq!(
+            out["metadata"]["x-vendor"], p["metadata"]["x-vendor"],
+            "{mode}"
+        );
+        assert_eq!(
+            out["spec"]["futurePodField"], p["spec"]["futurePodField"],
+            "{mode}"
+        );
         assert_eq!(out["status"], p["status"], "{mode}");
-        assert_eq!(out["spec"]["affinity"]["nodeAffinity"]["futureAffinityField"], "x", "{mode}");
-        let app = out["spec"]["containers"].as_array().unwrap().iter().find(|c| c["name"] == "app").unwrap();
+        assert_eq!(
+            out["spec"]["affinity"]["nodeAffinity"]["futureAffinityField"], "x",
+            "{mode}"
+        );
+        let app = out["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "app")
+            .unwrap();
         assert_eq!(app, &p["spec"]["containers"][0], "{mode}");
-        let migrate = out["spec"]["initContainers"].as_array().unwrap().iter().find(|c| c["name"] == "migrate").unwrap();
+        let migrate = out["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "migrate")
+            .unwrap();
         assert_eq!(migrate, &p["spec"]["initContainers"][0], "{mode}");
     }
 }
@@ -242,19 +342,32 @@ fn template_without_metadata_gets_one() {
 fn conflicts_are_errors_naming_object_and_field() {
     let injector_err = |cfg: &Config, doc: &Value| {
         let k = nothing_known();
-        Injector { config: cfg, knowledge: &k, mode_override: None }.inject_document(doc).unwrap_err().to_string()
+        Injector {
+            config: cfg,
+            knowledge: &k,
+            mode_override: None,
+        }
+        .inject_document(doc)
+        .unwrap_err()
+        .to_string()
     };
     let mut p = pod();
     p["spec"]["containers"][0]["name"] = json!("proxy");
     let err = injector_err(&config("native"), &p);
-    assert_eq!(err, "Pod shop/web: spec.containers[0].name: container name \"proxy\" is already taken, so sidecar \"proxy\" can't be added; rename one of them");
+    assert_eq!(
+        err,
+        "Pod shop/web: spec.containers[0].name: container name \"proxy\" is already taken, so sidecar \"proxy\" can't be added; rename one of them"
+    );
     let mut p = pod();
     p["spec"]["volumes"][0]["name"] = json!("tandem-state");
     assert!(injector_err(&config("universal"), &p).contains("spec.volumes[0].name"));
     let mut p = pod();
     p["metadata"]["annotations"] = json!({"tandem.dev/mode": "sidecar"});
     let err = injector_err(&config("native"), &p);
-    assert!(err.contains("metadata.annotations[\"tandem.dev/mode\"]") && err.contains("sidecar"), "{err}");
+    assert!(
+        err.contains("metadata.annotations[\"tandem.dev/mode\"]") && err.contains("sidecar"),
+        "{err}"
+    );
     let mut p = pod();
     p["metadata"]["labels"]["tandem.dev/inject"] = json!("yes");
     assert!(injector_err(&config("native"), &p).contains("enabled or disabled"));
@@ -262,42 +375,82 @@ fn conflicts_are_errors_naming_object_and_field() {
     let err = injector_err(&no_cmd, &pod());
     assert!(err.contains("no command"), "{err}");
     let deploy = json!({"kind": "Deployment", "metadata": {"name": "d", "namespace": "n"}, "spec": {"template": {"spec": {"containers": [{"name": "proxy", "image": "x"}]}}}});
-    assert!(injector_err(&config("legacy"), &deploy).starts_with("Deployment n/d: spec.template.spec.containers[0].name"));
+    assert!(
+        injector_err(&config("legacy"), &deploy)
+            .starts_with("Deployment n/d: spec.template.spec.containers[0].name")
+    );
 }
 
 #[test]
 fn opt_out_opt_in_and_annotation_override() {
     let cfg = config("native");
     let k = nothing_known();
-    let injector = Injector { config: &cfg, knowledge: &k, mode_override: Some(Mode::Legacy) };
+    let injector = Injector {
+        config: &cfg,
+        knowledge: &k,
+        mode_override: Some(Mode::Legacy),
+    };
     let mut p = pod();
     p["metadata"]["labels"]["tandem.dev/inject"] = json!("disabled");
-    assert!(matches!(injector.inject_pod(&p, NamespaceOptIn::Enabled).unwrap(), PodOutcome::Skipped { .. }));
+    assert!(matches!(
+        injector.inject_pod(&p, NamespaceOptIn::Enabled).unwrap(),
+        PodOutcome::Skipped { .. }
+    ));
     let p = pod();
-    assert!(matches!(injector.inject_pod(&p, NamespaceOptIn::NotEnabled).unwrap(), PodOutcome::Skipped { .. }));
+    assert!(matches!(
+        injector.inject_pod(&p, NamespaceOptIn::NotEnabled).unwrap(),
+        PodOutcome::Skipped { .. }
+    ));
     let mut p = pod();
     p["metadata"]["labels"]["tandem.dev/inject"] = json!("enabled");
-    let PodOutcome::Injected(inj) = injector.inject_pod(&p, NamespaceOptIn::NotEnabled).unwrap() else { panic!() };
-    assert_eq!(inj.decision.placement, tandem_core::Placement::Legacy, "--mode beats the config");
+    let PodOutcome::Injected(inj) = injector.inject_pod(&p, NamespaceOptIn::NotEnabled).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        inj.decision.placement,
+        tandem_core::Placement::Legacy,
+        "--mode beats the config"
+    );
     let mut p = pod();
     p["metadata"]["annotations"] = json!({"tandem.dev/mode": "affinity"});
-    let PodOutcome::Injected(inj) = injector.inject_pod(&p, NamespaceOptIn::Unknown).unwrap() else { panic!() };
-    assert_eq!(inj.decision.placement, tandem_core::Placement::Affinity, "the annotation beats --mode");
+    let PodOutcome::Injected(inj) = injector.inject_pod(&p, NamespaceOptIn::Unknown).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        inj.decision.placement,
+        tandem_core::Placement::Affinity,
+        "the annotation beats --mode"
+    );
     let mut p = pod();
     p["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
-    assert!(matches!(injector.inject_pod(&p, NamespaceOptIn::Unknown).unwrap(), PodOutcome::Skipped { .. }));
+    assert!(matches!(
+        injector.inject_pod(&p, NamespaceOptIn::Unknown).unwrap(),
+        PodOutcome::Skipped { .. }
+    ));
 }
 
 #[test]
 fn auto_uses_node_versions() {
     let k = |vs: &[&str]| ClusterKnowledge {
-        nodes: vs.iter().map(|v| NodeFacts::from_version(KubeVersion::parse(v).unwrap())).collect(),
+        nodes: vs
+            .iter()
+            .map(|v| NodeFacts::from_version(KubeVersion::parse(v).unwrap()))
+            .collect(),
         ..Default::default()
     };
     let placement = |k: &ClusterKnowledge| {
         let cfg = config("auto");
-        let injector = Injector { config: &cfg, knowledge: k, mode_override: None };
-        match injector.inject_pod(&pod(), NamespaceOptIn::Unknown).unwrap() {
+        let injector = Injector {
+            config: &cfg,
+            knowledge: k,
+            mode_override: None,
+        };
+        match injector
+            .inject_pod(&pod(), NamespaceOptIn::Unknown)
+            .unwrap()
+        {
             PodOutcome::Injected(i) => i.decision.placement.as_str(),
             PodOutcome::Skipped { reason } => panic!("{reason}"),
         }
@@ -355,11 +508,10 @@ proptest! {
         let orig: Vec<&Value> = p["spec"]["containers"].as_array().unwrap().iter().collect();
         prop_assert_eq!(mine, orig);
         prop_assert_eq!(&out["spec"]["futureField"], &p["spec"]["futureField"]);
-        if let Some(terms) = out.pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms") {
-            if mode == "affinity" {
-                for t in terms.as_array().unwrap() {
-                    prop_assert!(t.to_string().contains("tandem.dev/native-sidecars"));
-                }
+        let terms = out.pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms");
+        if mode == "affinity" {
+            for t in terms.and_then(Value::as_array).unwrap() {
+                prop_assert!(t.to_string().contains("tandem.dev/native-sidecars"));
             }
         }
         let (twice, ops2) = inject(&cfg, &nothing_known(), &out);

@@ -63,7 +63,11 @@ pub struct Args {
 #[derive(Debug, Clone, clap::Args)]
 pub struct KnowledgeArgs {
     /// Kubelet version present in the cluster (repeatable), e.g. 1.28.3 or v1.31.2-gke.1000.
-    #[arg(long = "kubelet-version", value_name = "VERSION", conflicts_with = "nodes")]
+    #[arg(
+        long = "kubelet-version",
+        value_name = "VERSION",
+        conflicts_with = "nodes"
+    )]
     kubelet_versions: Vec<String>,
 
     /// Node objects as `kubectl get nodes -o yaml` prints them (labels, taints and
@@ -88,7 +92,8 @@ enum Output {
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
-    s.parse().map_err(|e: tandem_core::mode::ModeError| e.to_string())
+    s.parse()
+        .map_err(|e: tandem_core::mode::ModeError| e.to_string())
 }
 
 fn parse_gate(s: &str) -> Result<bool, String> {
@@ -202,7 +207,8 @@ fn inject_all(injector: &Injector<'_>, sources: &[Source]) -> Report {
             let outcome = match injector.inject_document(&doc.value) {
                 Ok(o) => o,
                 Err(e) => {
-                    r.errors.push(format!("{}: {e}", input::locate(source, doc)));
+                    r.errors
+                        .push(format!("{}: {e}", input::locate(source, doc)));
                     continue;
                 }
             };

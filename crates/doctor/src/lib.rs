@@ -9,10 +9,12 @@
 //! - Commands: each has a clap `Args` struct and a `run` function that returns the
 //!   process exit code, so the `tandem` binary stays thin.
 
+pub mod checks;
 pub mod lint;
 pub mod lint_cmd;
 pub mod output;
 pub mod quantity;
+pub mod report;
 pub mod resources;
 pub mod text;
 

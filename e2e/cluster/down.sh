@@ -4,9 +4,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-  stop_proc "$name"
-done
+stop_procs kwok kube-scheduler kube-controller-manager kube-apiserver
+stop_procs etcd
 if [[ "${TANDEM_E2E_KEEP_STATE:-0}" == 1 ]]; then
   log "kept $STATE_DIR"
 elif [[ -d "$STATE_DIR" ]]; then

@@ -53,6 +53,8 @@ pid_of() { # pid_of <name>: prints the pid if that process is alive
   [[ -f "$f" ]] || return 1
   pid="$(cat "$f")"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # Guard against a recycled pid: it must still be one of our binaries.
+  grep -qaF -- "$BIN_DIR/" "/proc/$pid/cmdline" 2>/dev/null || return 1
   printf '%s' "$pid"
 }
 
@@ -65,19 +67,30 @@ start_proc() {
   echo $! >"$PID_DIR/$name.pid"
 }
 
-# stop_proc <name>: SIGTERM, then SIGKILL after 10 s; only the pid this state recorded.
-stop_proc() {
-  local name="$1" pid i
-  pid="$(pid_of "$name")" || { rm -f "$PID_DIR/$name.pid"; return 0; }
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
+# stop_procs <name>...: SIGTERM to each (only the pid this state recorded), then SIGKILL
+# to what is still alive after 10 s.
+stop_procs() {
+  local name pid i pids=()
+  for name in "$@"; do
+    if pid="$(pid_of "$name")"; then
+      log "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+    rm -f "$PID_DIR/$name.pid"
   done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$PID_DIR/$name.pid"
+  for pid in "${pids[@]}"; do
+    for i in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "pid $pid ignored SIGTERM: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
 }
+stop_proc() { stop_procs "$1"; }
 
 # wait_for <what> <seconds> <command...>: polls until the command succeeds.
 wait_for() {

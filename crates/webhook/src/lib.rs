@@ -23,4 +23,4 @@ pub mod server;
 pub mod tls;
 
 pub use install::{InstallArgs, render};
-pub use server::{ServeOptions, Webhook, WebhookArgs, run};
+pub use server::{ServeOptions, Webhook, WebhookArgs, run, run_blocking};

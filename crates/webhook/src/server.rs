@@ -654,3 +654,14 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+/// [`run`] on a new multi-threaded tokio runtime (one worker per available core), for
+/// callers without one (the CLI).
+pub fn run_blocking(args: WebhookArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tandem-webhook")
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(run(args))
+}

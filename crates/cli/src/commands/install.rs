@@ -1,12 +1,14 @@
-//! `tandem install`: Print the install manifests (placeholder until its crate is wired in; issue 4).
+//! `tandem install`: print the manifests that run tandem in a cluster (rendered by tandem-webhook).
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// Flags of `tandem install`.
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+pub use tandem_webhook::InstallArgs as Args;
 
-/// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`tandem install` is not available in this build yet")
+/// Prints the manifests as one YAML stream on stdout.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let yaml = tandem_webhook::render(&args)?;
+    std::io::stdout().lock().write_all(yaml.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,12 +1,12 @@
-//! `tandem webhook`: Serve the mutating admission webhook (placeholder until its crate is wired in; issue 4).
+//! `tandem webhook`: serve the mutating admission webhook (flags and server live in tandem-webhook).
 
 use std::process::ExitCode;
 
 /// Flags of `tandem webhook`.
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+pub use tandem_webhook::WebhookArgs as Args;
 
-/// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`tandem webhook` is not available in this build yet")
+/// Runs the command until SIGTERM or Ctrl-C.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    tandem_webhook::run_blocking(args)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -10,13 +10,18 @@
 //!   process exit code, so the `tandem` binary stays thin.
 
 pub mod checks;
+pub mod label_nodes_cmd;
+pub mod labels;
 pub mod lint;
 pub mod lint_cmd;
 pub mod output;
 pub mod quantity;
 pub mod report;
 pub mod resources;
+pub mod scan;
 pub mod text;
+pub mod webhooks;
 
+pub use label_nodes_cmd::LabelNodesArgs;
 pub use lint_cmd::LintArgs;
 pub use output::OutputFormat;

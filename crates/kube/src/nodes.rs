@@ -138,7 +138,7 @@ pub async fn read_gates(
     client: &Client,
     names: &[String],
     probe: GateProbe,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Vec<NodeGate> {
     let total = names.len();
     let mut out: Vec<Option<NodeGate>> = vec![None; total];

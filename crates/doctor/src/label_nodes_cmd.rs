@@ -130,14 +130,14 @@ pub async fn label_once(
         let annotations: BTreeMap<String, String> =
             node.metadata.annotations.clone().unwrap_or_default();
         if let Some(change) = labels::plan(&o.facts.name, &o.facts.labels, &annotations, &want) {
-            if !args.dry_run {
-                if let Err(e) = patch(client, &change).await {
-                    if e.forbidden().is_some() || e.is_fatal() {
-                        return Err(e);
-                    }
-                    report.failed.push((change.node.clone(), e.to_string()));
-                    continue;
+            if !args.dry_run
+                && let Err(e) = patch(client, &change).await
+            {
+                if e.forbidden().is_some() || e.is_fatal() {
+                    return Err(e);
                 }
+                report.failed.push((change.node.clone(), e.to_string()));
+                continue;
             }
             report.changes.push(change);
         }

@@ -38,6 +38,15 @@ fn options() -> serde_saphyr::Options {
     let mut o = serde_saphyr::Options::default();
     // YAML 1.1 as Kubernetes reads it: 0755 is octal 493.
     o.legacy_octal_numbers = true;
+    // The default budget guards configs (1,024 documents, 250,000 nodes); manifests
+    // of a large repository are bigger. Alias-bomb limits stay as they are.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 10_000_000;
+    budget.max_nodes = usize::MAX / 2;
+    budget.max_events = usize::MAX / 2;
+    budget.max_total_scalar_bytes = 4 << 30;
+    budget.max_depth = 512;
+    o.budget = Some(budget);
     o
 }
 
@@ -234,6 +243,14 @@ mod tests {
         let err = parse_stream("a: 1\n---\nb: [1, 2\n").unwrap_err();
         assert_eq!(err.line, Some(3), "{err}");
         assert!(err.message.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn large_streams_are_read() {
+        let text: String = (0..3000)
+            .map(|i| format!("---\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n"))
+            .collect();
+        assert_eq!(parse_stream(&text).unwrap().len(), 3000);
     }
 
     #[test]

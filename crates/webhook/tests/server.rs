@@ -142,10 +142,10 @@ fn write_pki(dir: &std::path::Path, pki: &Pki) -> CertFiles {
         key: dir.join("tls.key"),
     };
     // Write to temp names and rename, as a Secret volume update does (atomically).
-    std::fs::write(dir.join("tls.crt.tmp"), &pki.cert_pem).unwrap();
-    std::fs::write(dir.join("tls.key.tmp"), &pki.key_pem).unwrap();
-    std::fs::rename(dir.join("tls.key.tmp"), &files.key).unwrap();
-    std::fs::rename(dir.join("tls.crt.tmp"), &files.cert).unwrap();
+    std::fs::write(dir.join("tls.crt.tmp"), &pki.cert_pem).expect("writing test certificates");
+    std::fs::write(dir.join("tls.key.tmp"), &pki.key_pem).expect("writing test certificates");
+    std::fs::rename(dir.join("tls.key.tmp"), &files.key).expect("writing test certificates");
+    std::fs::rename(dir.join("tls.crt.tmp"), &files.cert).expect("writing test certificates");
     files
 }
 

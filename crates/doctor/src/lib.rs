@@ -10,6 +10,7 @@
 //!   process exit code, so the `tandem` binary stays thin.
 
 pub mod checks;
+pub mod doctor_cmd;
 pub mod label_nodes_cmd;
 pub mod labels;
 pub mod lint;
@@ -22,6 +23,7 @@ pub mod scan;
 pub mod text;
 pub mod webhooks;
 
+pub use doctor_cmd::DoctorArgs;
 pub use label_nodes_cmd::LabelNodesArgs;
 pub use lint_cmd::LintArgs;
 pub use output::OutputFormat;

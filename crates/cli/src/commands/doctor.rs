@@ -1,12 +1,11 @@
-//! `tandem doctor`: Cluster diagnosis (placeholder until its crate is wired in; issue 6).
+//! `tandem doctor`: wiring only; the checks and the report live in `tandem-doctor`.
 
 use std::process::ExitCode;
 
-/// Flags of `tandem doctor`.
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+/// Flags of `tandem doctor` (defined in `tandem-doctor`).
+pub use tandem_doctor::DoctorArgs as Args;
 
-/// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`tandem doctor` is not available in this build yet")
+/// Runs the command: exit 0 all good, 1 problems found, 2 the doctor could not run.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    Ok(ExitCode::from(tandem_doctor::doctor_cmd::run(&args)))
 }

@@ -1,12 +1,11 @@
-//! `tandem label-nodes`: Node labelling (placeholder until its crate is wired in; issue 6).
+//! `tandem label-nodes`: wiring only; the labeller lives in `tandem-doctor`.
 
 use std::process::ExitCode;
 
-/// Flags of `tandem label-nodes`.
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+/// Flags of `tandem label-nodes` (defined in `tandem-doctor`).
+pub use tandem_doctor::LabelNodesArgs as Args;
 
-/// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`tandem label-nodes` is not available in this build yet")
+/// Runs the command: exit 0 done, 1 some patches failed, 2 could not run.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    Ok(ExitCode::from(tandem_doctor::label_nodes_cmd::run(&args)))
 }

@@ -19,7 +19,7 @@ use crate::input::{self, Source};
 #[command(after_help = "Examples:
   tandem inject -f deploy.yaml
   tandem inject -f examples/ --mode universal
-  kubectl get deploy web -o yaml | tandem inject -f - --kubelet-version 1.28.3 --kubelet-version 1.31.1
+  kubectl get deploy web -o yaml | tandem inject -f - --kubelet-version 1.28.3
   tandem inject -f job.yaml --nodes nodes.yaml --apiserver-version 1.31.4 --patch
 
 A pod's tandem.dev/mode annotation wins over --mode, which wins over the config's mode.
@@ -38,7 +38,8 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE", env = "TANDEM_CONFIG")]
     config: Option<PathBuf>,
 
-    /// Placement mode for pods without a tandem.dev/mode annotation.
+    /// Placement mode for pods without a tandem.dev/mode annotation: native, legacy,
+    /// affinity, universal or auto.
     #[arg(short, long, value_parser = parse_mode, value_name = "MODE")]
     mode: Option<Mode>,
 

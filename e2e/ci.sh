@@ -44,6 +44,8 @@ trap 'exit 130' INT TERM
 bash "$E2E_DIR/cluster/up.sh"
 t2=$(date +%s)
 cd "$ROOT"
-TANDEM_E2E_NO_START=1 cargo test -p tandem-e2e -- --ignored --test-threads=1 "$@"
+cargo test -p tandem-e2e --no-run
 t3=$(date +%s)
-log "e2e timings: build $((t1 - t0))s, control plane up $((t2 - t1))s, tests (incl. compile) $((t3 - t2))s"
+TANDEM_E2E_NO_START=1 cargo test -p tandem-e2e -- --ignored --test-threads=1 "$@"
+t4=$(date +%s)
+log "e2e timings: build $((t1 - t0))s, control plane up $((t2 - t1))s, test compile $((t3 - t2))s, tests $((t4 - t3))s"

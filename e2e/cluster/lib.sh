@@ -1,6 +1,7 @@
 # Shared settings for the e2e control-plane scripts (sourced, not run): versions,
 # cache and state directories, ports. Every value can be overridden by the environment.
 
+# shellcheck shell=bash disable=SC2034
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Versions (pinned). The current release builds apiserver, controller-manager and
@@ -114,6 +115,7 @@ start_apiserver() {
   bin="$(bin_path kube-apiserver "$ver")"
   [[ -x "$bin" ]] || die "$bin is missing: run e2e/cluster/build.sh apiserver $ver"
   [[ "$ver" == "$K8S_VERSION" ]] || prefix="/registry-$ver"
+  # shellcheck disable=SC2054 # commas are inside flag values
   local args=(
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT"
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" --etcd-prefix="$prefix"

@@ -34,8 +34,10 @@ usage:
                       [--settle-timeout D] [--grace-period D] [--main-containers A,B]
                       [--pod-name N] [--pod-namespace NS] [--poll-interval D] -- CMD [ARG...]
   tandem-shim probe   [--state-dir DIR]     exit 0 iff the native copy acts (startupProbe)
-  tandem-shim wait    [--state-dir DIR] [--timeout D]
-                                            exit 0 once some copy acts (postStart hook)
+  tandem-shim wait    [--state-dir DIR] [--timeout D] [-- CHECK [ARG...]]
+                                            exit 0 once some copy acts and CHECK (the
+                                            sidecar's own readiness command) passes;
+                                            the regular copy's postStart hook
   tandem-shim status  [--state-dir DIR]     print the state
   tandem-shim install DEST                  copy this binary to DEST atomically (mode 0755)
   tandem-shim --version | --help
@@ -43,7 +45,9 @@ usage:
 Every flag can also come from the environment: TANDEM_STATE_DIR (default
 /var/run/tandem), TANDEM_POD_RESTART_POLICY (Always), TANDEM_SETTLE_TIMEOUT (0s),
 TANDEM_GRACE_PERIOD (30s), TANDEM_MAIN_CONTAINERS, TANDEM_POD_NAME,
-TANDEM_POD_NAMESPACE, TANDEM_POLL_INTERVAL (2s), TANDEM_WAIT_TIMEOUT (60s).
+TANDEM_POD_NAMESPACE, TANDEM_POLL_INTERVAL (2s), TANDEM_WAIT_TIMEOUT (60s),
+TANDEM_LINGER (10s: how long a regular copy that stands down in a Job waits for
+its postStart hook before exiting).
 Durations: 250ms, 5s, 2m, 1m30s or plain seconds.
 ";
 
@@ -64,6 +68,7 @@ struct Opts {
     pod_namespace: Option<String>,
     poll: Duration,
     wait_timeout: Duration,
+    linger: Duration,
     cmd: Vec<String>,
 }
 
@@ -147,9 +152,10 @@ fn parse_opts(sub: &str, args: &[String]) -> Result<Opts, String> {
         pod_namespace: env("TANDEM_POD_NAMESPACE"),
         poll: dur_env("TANDEM_POLL_INTERVAL", Duration::from_secs(2))?,
         wait_timeout: dur_env("TANDEM_WAIT_TIMEOUT", Duration::from_secs(60))?,
+        linger: dur_env("TANDEM_LINGER", Duration::from_secs(10))?,
         cmd: vec![],
     };
-    let takes_cmd = sub == "native" || sub == "legacy";
+    let takes_cmd = sub == "native" || sub == "legacy" || sub == "wait";
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--" {
@@ -205,7 +211,7 @@ fn parse_opts(sub: &str, args: &[String]) -> Result<Opts, String> {
             _ => return Err(format!("unknown flag {flag:?}")),
         }
     }
-    if takes_cmd && o.cmd.is_empty() {
+    if takes_cmd && sub != "wait" && o.cmd.is_empty() {
         return Err(format!("{sub} needs the sidecar's command after `--`"));
     }
     Ok(o)
@@ -331,6 +337,11 @@ fn run_role(role: Role, o: &Opts) -> i32 {
                 },
             )
         }
+        Action::StandDown if role == Role::Legacy => {
+            log(&format!("{who}: the native copy acts; exiting 0 once the postStart hook is done"));
+            linger(&sd, &sandbox, o.linger, &sigs);
+            0
+        }
         Action::StandDown => {
             log(&format!("{who}: the other copy acts; exiting 0"));
             0
@@ -346,6 +357,27 @@ fn run_role(role: Role, o: &Opts) -> i32 {
             EXIT_STATE
         }
         Action::WaitSettle => EXIT_STATE, // unreachable: the loop continues on it
+    }
+}
+
+/// The regular copy standing down in a Job keeps its container alive until its
+/// postStart hook (`tandem-shim wait`) has returned, at most `max`: the kubelet
+/// holds the main containers back until that hook returns, and a hook cannot run
+/// in a container that already exited.
+fn linger(sd: &StateDir, sandbox: &str, max: Duration, sigs: &sys::SignalSet) {
+    let marker = sd.waited_marker(sandbox);
+    let end = Instant::now() + max;
+    while Instant::now() < end {
+        if marker.exists() {
+            // Let the hook's exec session return before the container goes away.
+            let _ = sys::wait_signal(sigs, Duration::from_millis(50));
+            return;
+        }
+        if let Ok(Some(s)) = sys::wait_signal(sigs, Duration::from_millis(5))
+            && (s == libc::SIGTERM || s == libc::SIGINT)
+        {
+            return;
+        }
     }
 }
 
@@ -461,13 +493,23 @@ fn probe(o: &Opts) -> i32 {
     }
 }
 
+/// postStart hook of the regular copy: the kubelet starts the next container only
+/// when this returns, so the main containers start after the handshake is
+/// settled and (with a CHECK) after the acting sidecar is ready.
 fn wait(o: &Opts) -> i32 {
+    let code = wait_inner(o);
+    let sd = StateDir::new(&o.state_dir);
+    let _ = std::fs::write(sd.waited_marker(&state::sandbox_id()), format!("{code}\n"));
+    code
+}
+
+fn wait_inner(o: &Opts) -> i32 {
     let sd = StateDir::new(&o.state_dir);
     let deadline = Instant::now() + o.wait_timeout;
     loop {
         let found = sd.read();
         if decide::settled(&found) {
-            return 0;
+            return if o.cmd.is_empty() { 0 } else { wait_check(o, deadline) };
         }
         if let Observed::Unknown(why) = &found {
             log(&format!("wait: state unknown: {why}"));
@@ -481,6 +523,32 @@ fn wait(o: &Opts) -> i32 {
             return 1;
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs CHECK every 50 ms until it exits 0 or the deadline passes.
+fn wait_check(o: &Opts, deadline: Instant) -> i32 {
+    let Some((prog, args)) = o.cmd.split_first() else {
+        return 0;
+    };
+    loop {
+        match std::process::Command::new(prog)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+        {
+            Ok(st) if st.success() => return 0,
+            Ok(_) => {}
+            Err(e) => {
+                log(&format!("wait: cannot run check {prog:?}: {e}"));
+                return 1;
+            }
+        }
+        if Instant::now() >= deadline {
+            log(&format!("wait: check {prog:?} still failing after {:?}; giving up", o.wait_timeout));
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -599,6 +667,8 @@ mod tests {
         assert!(parse_opts("native", &s(&["--settle-timeout", "3s", "--", "x"])).is_err());
         assert!(parse_opts("native", &s(&["--state-dir", "/x"])).is_err(), "needs CMD");
         assert!(parse_opts("probe", &s(&["--", "x"])).is_err());
+        assert!(parse_opts("wait", &s(&[])).is_ok(), "wait without a check");
+        assert_eq!(parse_opts("wait", &s(&["--", "ready"])).expect("wait").cmd, s(&["ready"]));
         assert!(parse_opts("legacy", &s(&["--pod-restart-policy", "Sometimes", "--", "x"])).is_err());
         assert_eq!(split_list(" a, b,,c "), s(&["a", "b", "c"]));
     }

@@ -143,6 +143,17 @@ impl StateDir {
         self.path.join(STATE_FILE)
     }
 
+    /// Marker that `tandem-shim wait` (the regular copy's postStart hook) leaves
+    /// when it returns in sandbox `sandbox`, so that a regular copy standing down
+    /// exits only after its hook finished (a hook cannot run in a dead container).
+    pub fn waited_marker(&self, sandbox: &str) -> PathBuf {
+        let safe: String = sandbox
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        self.path.join(format!(".waited.{safe}"))
+    }
+
     /// Takes the exclusive lock (blocking) on the directory itself.
     pub fn lock(&self) -> io::Result<Locked<'_>> {
         let f = File::open(&self.path).map_err(|e| {

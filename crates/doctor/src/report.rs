@@ -249,9 +249,18 @@ impl Report {
             1 => "× problems found",
             _ => "× the doctor could not check everything",
         };
-        s.push_str(&format!(
-            "\n{verdict}: {} passed, {} warnings, {} failed, {} could not run\n",
-            self.summary.pass, self.summary.warn, self.summary.fail, self.summary.error
+        let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        s.push('\n');
+        s.push_str(&text::wrap_first(
+            &format!(
+                "{verdict}: {} passed, {}, {} failed, {} could not run",
+                self.summary.pass,
+                n(self.summary.warn, "warning", "warnings"),
+                self.summary.fail,
+                self.summary.error
+            ),
+            "",
+            "  ",
         ));
         s
     }

@@ -1,0 +1,309 @@
+//! Load generator for `tandem webhook`: open-loop HTTPS/1.1 keep-alive load at a fixed
+//! rate with realistic AdmissionReviews, latency percentiles measured from each request's
+//! scheduled send time (so a stalled server can't hide its queueing: no coordinated
+//! omission). Also writes Node fixtures and creates Nodes in a test cluster, for the
+//! memory figures. See `bench/README.md` ("webhook") for the full procedure.
+//!
+//! ```text
+//! cargo bench -p tandem-webhook --bench webhook_load -- run --addr 127.0.0.1:18443 --ca ca.pem --rate 1000 --seconds 20
+//! cargo bench -p tandem-webhook --bench webhook_load -- sweep --addr ... --ca ca.pem --rates 1000,2000,4000
+//! cargo bench -p tandem-webhook --bench webhook_load -- nodes 5000 > nodes.yaml
+//! cargo bench -p tandem-webhook --bench webhook_load -- create-nodes 5000   # uses KUBECONFIG
+//! ```
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage:\n  webhook_load run --addr ADDR --ca FILE [--rate N] [--seconds S] [--connections C] [--path P] [--auto-pod]\n  \
+         webhook_load sweep --addr ADDR --ca FILE --rates N,N,... [--seconds S] [--connections C]\n  \
+         webhook_load nodes N\n  webhook_load create-nodes N"
+    );
+    std::process::exit(2)
+}
+
+struct Opts {
+    addr: SocketAddr,
+    ca: String,
+    rate: u32,
+    rates: Vec<u32>,
+    seconds: u64,
+    connections: usize,
+    path: String,
+}
+
+fn parse(args: &[String]) -> Opts {
+    let mut o = Opts {
+        addr: "127.0.0.1:18443".parse().unwrap_or_else(|_| usage()),
+        ca: String::new(),
+        rate: 1000,
+        rates: Vec::new(),
+        seconds: 20,
+        connections: 32,
+        path: "/mutate".into(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--addr" => o.addr = val().parse().unwrap_or_else(|_| usage()),
+            "--ca" => {
+                let p = val();
+                o.ca = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+                    eprintln!("{p}: {e}");
+                    usage()
+                })
+            }
+            "--rate" => o.rate = val().parse().unwrap_or_else(|_| usage()),
+            "--rates" => {
+                o.rates = val()
+                    .split(',')
+                    .map(|r| r.parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
+            "--seconds" => o.seconds = val().parse().unwrap_or_else(|_| usage()),
+            "--connections" => o.connections = val().parse().unwrap_or_else(|_| usage()),
+            "--path" => o.path = val(),
+            "--bench" => {}
+            _ => usage(),
+        }
+    }
+    o
+}
+
+/// Latency statistics of one run.
+struct Stats {
+    rate: u32,
+    sent: usize,
+    errors: usize,
+    achieved: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rate {:>6}/s  achieved {:>8.1}/s  n={:<7} errors={:<4} p50 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms",
+            self.rate,
+            self.achieved,
+            self.sent,
+            self.errors,
+            self.p50,
+            self.p99,
+            self.p999,
+            self.max
+        )
+    }
+}
+
+async fn run_once(o: &Opts, rate: u32, body: Arc<Vec<u8>>) -> Stats {
+    let conns = o.connections.max(1);
+    let total = (u64::from(rate) * o.seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let start = Instant::now() + Duration::from_millis(200);
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        let ca = o.ca.clone();
+        let addr = o.addr;
+        let path = o.path.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            let Ok(mut c) = support::connect(addr, &ca).await else {
+                return (lat, total / conns + 1);
+            };
+            let mut k = i;
+            while k < total {
+                let due = start + interval * k as u32;
+                tokio::time::sleep_until(due.into()).await;
+                match support::request(&mut c, "POST", &path, body.to_vec()).await {
+                    Ok((200, _)) => lat.push(due.elapsed().as_secs_f64() * 1000.0),
+                    _ => {
+                        errors += 1;
+                        if let Ok(nc) = support::connect(addr, &ca).await {
+                            c = nc;
+                        }
+                    }
+                }
+                k += conns;
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((all.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(all.len() - 1);
+        all[i]
+    };
+    Stats {
+        rate,
+        sent: all.len() + errors,
+        errors,
+        achieved: all.len() as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        p999: pct(0.999),
+        max: all.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+/// A kwok-like Node (labels, a taint on some, a kubelet version from a mixed fleet).
+fn node(i: usize) -> Value {
+    let versions = [
+        "v1.27.16", "v1.28.15", "v1.30.8", "v1.32.4", "v1.33.1", "v1.34.2",
+    ];
+    let zone = ["a", "b", "c"][i % 3];
+    let mut n = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": format!("bench-node-{i:05}"),
+            "labels": {
+                "kubernetes.io/hostname": format!("bench-node-{i:05}"),
+                "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                "node.kubernetes.io/instance-type": "m6i.2xlarge",
+                "topology.kubernetes.io/region": "eu-west-1",
+                "topology.kubernetes.io/zone": format!("eu-west-1{zone}"),
+                "pool": format!("pool-{}", i % 20),
+                "tandem.dev/e2e": "true"
+            }
+        },
+        "status": {"nodeInfo": {"kubeletVersion": versions[i % versions.len()],
+            "kubeProxyVersion": versions[i % versions.len()], "operatingSystem": "linux",
+            "architecture": "amd64"}}
+    });
+    if i.is_multiple_of(10) {
+        n["spec"] =
+            json!({"taints": [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]});
+    }
+    n
+}
+
+async fn create_nodes(n: usize) {
+    let client = kube::Client::try_default().await.unwrap_or_else(|e| {
+        eprintln!("no cluster: {e}");
+        std::process::exit(1)
+    });
+    let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let created = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(n.div_ceil(8).max(1)) {
+        let api = api.clone();
+        let chunk = chunk.to_vec();
+        let created = created.clone();
+        set.spawn(async move {
+            for i in chunk {
+                let Ok(node) = serde_json::from_value(node(i)) else {
+                    continue;
+                };
+                if api
+                    .create(&kube::api::PostParams::default(), &node)
+                    .await
+                    .is_ok()
+                {
+                    created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    eprintln!(
+        "created {} nodes",
+        created.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let Some(cmd) = args.first() else {
+        // `cargo bench` with no arguments: nothing to do without a running server.
+        eprintln!("webhook_load: no command given (see bench/README.md); nothing to do");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("runtime: {e}");
+            std::process::exit(1)
+        });
+    match cmd.as_str() {
+        "nodes" => {
+            let n: usize = args
+                .get(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| usage());
+            let items: Vec<Value> = (0..n).map(node).collect();
+            println!(
+                "{}",
+                json!({"apiVersion": "v1", "kind": "List", "items": items})
+            );
+        }
+        "create-nodes" => {
+            let n: usize = args
+                .get(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| usage());
+            rt.block_on(create_nodes(n));
+        }
+        "run" | "sweep" => {
+            let o = parse(&args[1..]);
+            if o.ca.is_empty() {
+                usage();
+            }
+            let body = Arc::new(support::review(support::realistic_pod(), false));
+            eprintln!("AdmissionReview body: {} bytes", body.len());
+            rt.block_on(async {
+                // Warm up: connections, TLS sessions, allocator.
+                let warm = Opts {
+                    seconds: 2,
+                    ..parse(&args[1..])
+                };
+                let _ = run_once(&warm, 500, body.clone()).await;
+                if cmd == "run" {
+                    println!("{}", run_once(&o, o.rate, body.clone()).await);
+                } else {
+                    let mut best = None;
+                    for &r in &o.rates {
+                        let s = run_once(&o, r, body.clone()).await;
+                        println!("{s}");
+                        if s.p99 < 5.0 && s.errors == 0 && s.achieved > f64::from(r) * 0.97 {
+                            best = Some(r);
+                        }
+                    }
+                    println!("highest rate with p99 < 5 ms: {best:?}");
+                }
+            });
+        }
+        _ => usage(),
+    }
+}

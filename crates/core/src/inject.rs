@@ -551,6 +551,38 @@ impl<'a> Build<'a> {
                 obj.remove(key);
             }
         }
+        // Ports are declared once, on the native copy (the API server warns about every
+        // duplicate); named ports in this copy's probes and hooks become numbers. Host
+        // ports stay on both: an old kubelet maps host ports of regular containers only.
+        if let Some(Value::Array(ports)) = obj.remove("ports") {
+            let host: Vec<Value> = ports
+                .iter()
+                .filter(|p| p.get("hostPort").is_some_and(|h| !h.is_null()))
+                .cloned()
+                .collect();
+            if !host.is_empty() {
+                obj.insert("ports".into(), Value::Array(host));
+            }
+            let named: HashMap<String, Value> = ports
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        p.get("name")?.as_str()?.to_string(),
+                        p.get("containerPort")?.clone(),
+                    ))
+                })
+                .collect();
+            for key in [
+                "startupProbe",
+                "livenessProbe",
+                "readinessProbe",
+                "lifecycle",
+            ] {
+                if let Some(v) = obj.get_mut(key) {
+                    resolve_named_ports(v, &named);
+                }
+            }
+        }
         c
     }
 
@@ -674,6 +706,26 @@ fn wrap_command(c: &mut Value, shim: &str, role: &str) {
         command.extend(orig.iter().cloned());
     }
     obj.insert("command".into(), Value::Array(command));
+}
+
+/// Replaces `port: <name>` in probe and hook handlers (`httpGet`, `tcpSocket`) with
+/// the number that `named` gives for it.
+fn resolve_named_ports(v: &mut Value, named: &HashMap<String, Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if k == "port"
+                    && let Some(number) = child.as_str().and_then(|n| named.get(n))
+                {
+                    *child = number.clone();
+                } else {
+                    resolve_named_ports(child, named);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| resolve_named_ports(i, named)),
+        _ => {}
+    }
 }
 
 fn env_var(name: &str, value: &str) -> Value {

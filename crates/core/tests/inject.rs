@@ -258,6 +258,25 @@ fn universal_builds_both_copies_and_the_shim_wiring() {
 }
 
 #[test]
+fn universal_declares_ports_once_and_resolves_named_ports() {
+    let cfg = Config::from_yaml(
+        "mode: universal\nsidecars:\n- name: s\n  image: s\n  command: [/s]\n  ports: [{name: admin, containerPort: 9901}, {name: stats, containerPort: 9902, hostPort: 9902}]\n  readinessProbe: {httpGet: {path: /ready, port: admin}}\n  lifecycle: {preStop: {httpGet: {path: /drain, port: admin}}}\n",
+    )
+    .unwrap();
+    let (out, _) = inject(&cfg, &nothing_known(), &pod());
+    let native = &out["spec"]["initContainers"][1];
+    assert_eq!(native["ports"][0]["containerPort"], 9901);
+    let regular = &out["spec"]["containers"][0];
+    assert_eq!(regular["name"], "s-legacy");
+    assert_eq!(
+        regular["ports"],
+        json!([{"name": "stats", "containerPort": 9902, "hostPort": 9902}])
+    );
+    assert_eq!(regular["readinessProbe"]["httpGet"]["port"], 9901);
+    assert_eq!(regular["lifecycle"]["preStop"]["httpGet"]["port"], 9901);
+}
+
+#[test]
 fn universal_without_own_startup_probe_gets_the_shims() {
     let cfg = Config::from_yaml("mode: universal\nshim: {delivery: image, path: /bin/tandem-shim}\nuniversal: {startupProbe: always}\nsidecars: [{name: s, image: s, command: [/s]}]").unwrap();
     let (out, _) = inject(&cfg, &nothing_known(), &pod());

@@ -11,12 +11,26 @@ use std::process::{Command, Stdio};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use tandem_testcluster::TestCluster;
+use tandem_testcluster::{FakeNode, TestCluster};
 
 /// Runs the real binary with `stdin`, returning stdout as JSON.
 fn inject(args: &[&str], stdin: &str) -> Value {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["inject", "-f", "-", "-o", "json", "-q"])
+    inject_with(args, stdin, None).0
+}
+
+/// Runs the real binary with `stdin` and, if given, a kubeconfig; returns stdout as
+/// JSON and stderr.
+fn inject_with(
+    args: &[&str],
+    stdin: &str,
+    kubeconfig: Option<&std::path::Path>,
+) -> (Value, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    if let Some(path) = kubeconfig {
+        cmd.env("KUBECONFIG", path);
+    }
+    let mut child = cmd
+        .args(["inject", "-f", "-", "-o", "json"])
         .args(args)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .stdin(Stdio::piped())
@@ -31,12 +45,12 @@ fn inject(args: &[&str], stdin: &str) -> Value {
         .write_all(stdin.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "tandem inject {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "tandem inject {args:?}: {stderr}");
+    (
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        stderr,
+    )
 }
 
 fn resource(obj: &Value) -> ApiResource {
@@ -191,4 +205,69 @@ async fn injected_pod_is_stored_with_unknown_fields_intact() {
     let again = inject(&[], &serde_json::to_string(&created).unwrap());
     assert_eq!(again["spec"], created["spec"]);
     ns.delete().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs a control plane: bash e2e/ci.sh"]
+async fn from_cluster_decides_from_the_nodes_a_pod_can_land_on() {
+    let cluster = TestCluster::connect().await.expect("control plane");
+    let pool = tandem_testcluster::unique_name("pool");
+    let old = cluster
+        .create_node(
+            &FakeNode::new("inject-old", "v1.27.16")
+                .label("e2e.tandem.dev/pool", &pool)
+                .label("tier", "old"),
+        )
+        .await
+        .unwrap();
+    let new = cluster
+        .create_node(&FakeNode::new("inject-new", "v1.31.4").label("e2e.tandem.dev/pool", &pool))
+        .await
+        .unwrap();
+    let rejecting = cluster
+        .create_node(
+            &FakeNode::new("inject-128", "v1.28.15")
+                .label("e2e.tandem.dev/pool", &pool)
+                .taint("legacy", "true", "NoSchedule"),
+        )
+        .await
+        .unwrap();
+    let pod = |selector: &str, tolerate: bool| {
+        let tolerations = if tolerate {
+            "  tolerations: [{key: legacy, operator: Exists}]\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  nodeSelector: {{{selector}}}\n{tolerations}  containers: [{{name: app, image: app}}]\n"
+        )
+    };
+    let kubeconfig = cluster.admin_kubeconfig();
+    let status = |v: &Value| {
+        v["metadata"]["annotations"]["tandem.dev/status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let run = |selector: String, tolerate: bool| {
+        inject_with(
+            &["--from-cluster"],
+            &pod(&selector, tolerate),
+            Some(&kubeconfig),
+        )
+    };
+    let all = run(format!("e2e.tandem.dev/pool: {pool}"), false);
+    let tolerating = run(format!("e2e.tandem.dev/pool: {pool}"), true);
+    let only_old = run(format!("e2e.tandem.dev/pool: {pool}, tier: old"), false);
+    let rejecting_name = rejecting.metadata.name.clone().unwrap();
+    for node in [old, new, rejecting] {
+        cluster.delete_node(&node).await.unwrap();
+    }
+    // Old and new kubelets, and a 1.28 node kept away by its taint: universal.
+    assert!(status(&all.0).contains("universal"), "{}", all.1);
+    // Tolerating the taint brings the 1.28 node in: never universal there.
+    assert!(status(&tolerating.0).contains("legacy"), "{}", tolerating.1);
+    assert!(tolerating.1.contains(&rejecting_name), "{}", tolerating.1);
+    // Only the old pool: legacy.
+    assert!(status(&only_old.0).contains("legacy"), "{}", only_old.1);
 }

@@ -21,6 +21,7 @@ use crate::input::{self, Source};
   tandem inject -f examples/ --mode universal
   kubectl get deploy web -o yaml | tandem inject -f - --kubelet-version 1.28.3
   tandem inject -f job.yaml --nodes nodes.yaml --apiserver-version 1.31.4 --patch
+  tandem inject -f deploy.yaml --from-cluster --context prod
 
 A pod's tandem.dev/mode annotation wins over --mode, which wins over the config's mode.
 Exit codes: 0 injected (or nothing to do), 1 bad input or an injection error (nothing
@@ -83,6 +84,15 @@ pub struct KnowledgeArgs {
     /// The API server's SidecarContainers feature gate, if known.
     #[arg(long, value_name = "on|off", value_parser = parse_gate)]
     apiserver_gate: Option<bool>,
+
+    /// Read nodes, the API server's version and its feature gate from a live cluster
+    /// (the current kubeconfig context, or --kubeconfig/--context). Needs list nodes;
+    /// get /metrics is optional.
+    #[arg(long, conflicts_with_all = ["kubelet_versions", "nodes", "apiserver_version", "apiserver_gate"])]
+    from_cluster: bool,
+
+    #[command(flatten)]
+    cluster: tandem_kube::ClusterArgs,
 }
 
 /// Output formats.
@@ -108,6 +118,9 @@ fn parse_gate(s: &str) -> Result<bool, String> {
 impl KnowledgeArgs {
     /// Builds the knowledge the flags give.
     pub fn load(&self) -> Result<ClusterKnowledge> {
+        if self.from_cluster {
+            return from_cluster(&self.cluster);
+        }
         let mut k = ClusterKnowledge::default();
         for v in &self.kubelet_versions {
             k.nodes.push(NodeFacts::from_version(
@@ -137,6 +150,41 @@ impl KnowledgeArgs {
         };
         Ok(k)
     }
+}
+
+/// Reads what `auto` needs from a live cluster: every Node (labels, taints, kubelet
+/// versions, and the gate readings that `label-nodes` recorded), the API server's
+/// version, and its gate metric when readable.
+fn from_cluster(args: &tandem_kube::ClusterArgs) -> Result<ClusterKnowledge> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = tandem_kube::connect(args).await?;
+        let version = tandem_kube::cluster::server_version(&client).await?;
+        let gate = match tandem_kube::cluster::apiserver_gate(&client).await {
+            Ok(reading) => reading.map(|r| r.enabled),
+            Err(e) => {
+                eprintln!(
+                    "tandem: note: API server feature gate not read ({e}); going by its version"
+                );
+                None
+            }
+        };
+        let mut nodes = Vec::new();
+        for node in tandem_kube::nodes::list_nodes(&client).await? {
+            nodes.push(tandem_kube::nodes::facts(&node)?);
+        }
+        Ok(ClusterKnowledge {
+            apiserver: ApiServerFacts {
+                version: Some(version),
+                gate,
+            },
+            nodes,
+            nodes_have_labels: true,
+        })
+    })
 }
 
 /// Loads `--config`, or the built-in config.

@@ -3,6 +3,7 @@
 # removes the state dir. TANDEM_E2E_KEEP_STATE=1 keeps it (logs, certificates) for a look.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+take_lock
 
 stop_procs kwok kube-scheduler kube-controller-manager kube-apiserver
 stop_procs etcd

@@ -44,6 +44,21 @@ SERVER_URL="https://127.0.0.1:$APISERVER_PORT"
 # every name exists in both the current and the old release.
 ADMISSION_PLUGINS="NamespaceLifecycle,LimitRanger,ServiceAccount,TaintNodesByCondition,PodSecurity,Priority,DefaultTolerationSeconds,DefaultStorageClass,StorageObjectInUseProtection,PersistentVolumeClaimResize,RuntimeClass,CertificateApproval,CertificateSigning,CertificateSubjectRestriction,DefaultIngressClass,NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook,ResourceQuota"
 
+# take_lock: one script at a time per state dir, across processes (several test binaries
+# or developers may call up.sh at once). The lock file sits beside the state dir so that
+# down.sh's rm -rf keeps it; scripts called by a script that holds it do not wait.
+take_lock() {
+  [[ "${TANDEM_E2E_LOCK_HELD:-}" == "$STATE_DIR" ]] && return 0
+  command -v flock >/dev/null || return 0
+  mkdir -p "$(dirname "$STATE_DIR")"
+  exec 9>"$STATE_DIR.lock"
+  if ! flock -n 9; then
+    log "waiting for $STATE_DIR.lock (another e2e script runs on this state dir)"
+    flock -w "${TANDEM_E2E_LOCK_TIMEOUT:-900}" 9 || die "timed out waiting for $STATE_DIR.lock"
+  fi
+  export TANDEM_E2E_LOCK_HELD="$STATE_DIR"
+}
+
 # Admin curl against the API server.
 kcurl() {
   curl -sS --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/admin.crt" --key "$PKI_DIR/admin.key" "$@"
@@ -64,7 +79,8 @@ start_proc() {
   local name="$1"; shift
   mkdir -p "$LOG_DIR" "$PID_DIR"
   log "starting $name: $1"
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  # fd 9 (the state lock) must not live on in the daemons.
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$PID_DIR/$name.pid"
 }
 
@@ -150,4 +166,38 @@ TANDEM_E2E_ETCD_VERSION=$ETCD_VERSION
 TANDEM_E2E_KWOK_VERSION=$KWOK_VERSION
 TANDEM_E2E_PORT_BASE=$PORT_BASE
 ENV
+}
+
+# start_controllers: kube-controller-manager, kube-scheduler and kwok (current release),
+# waiting until each is healthy and the service-account controller works.
+start_controllers() {
+  local kcm_cfg sched_cfg
+  # --- kube-controller-manager and kube-scheduler
+  kcm_cfg="$STATE_DIR/kube-controller-manager.kubeconfig"
+  start_proc kube-controller-manager "$(bin_path kube-controller-manager "$K8S_VERSION")" \
+    --kubeconfig="$kcm_cfg" --authentication-kubeconfig="$kcm_cfg" --authorization-kubeconfig="$kcm_cfg" \
+    --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$STATE_DIR/kcm-certs" \
+    --leader-elect=false --use-service-account-credentials=true \
+    --service-account-private-key-file="$PKI_DIR/sa.key" --root-ca-file="$PKI_DIR/ca.crt" \
+    --cluster-signing-cert-file="$PKI_DIR/ca.crt" --cluster-signing-key-file="$PKI_DIR/ca.key" \
+    --controllers='*' --v="${TANDEM_E2E_VERBOSITY:-1}"
+  sched_cfg="$STATE_DIR/kube-scheduler.kubeconfig"
+  start_proc kube-scheduler "$(bin_path kube-scheduler "$K8S_VERSION")" \
+    --kubeconfig="$sched_cfg" --authentication-kubeconfig="$sched_cfg" --authorization-kubeconfig="$sched_cfg" \
+    --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --cert-dir="$STATE_DIR/scheduler-certs" \
+    --leader-elect=false --v="${TANDEM_E2E_VERBOSITY:-1}"
+
+  # --- kwok: manages only nodes annotated kwok.x-k8s.io/node=fake, with upstream's default
+  # stages (node initialize + lease heartbeat, pod ready/complete/delete).
+  start_proc kwok "$(bin_path kwok "$KWOK_VERSION")" \
+    --kubeconfig="$STATE_DIR/kwok.kubeconfig" --config="$(bin_path kwok-stages "$KWOK_VERSION").yaml" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --node-lease-duration-seconds=40 --cidr=10.0.0.0/16 --node-ip=127.0.0.1 \
+    --server-address="127.0.0.1:$KWOK_PORT"
+
+  wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
+  wait_for kube-scheduler 60 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/healthz"
+  wait_for kwok 60 curl -sf "http://127.0.0.1:$KWOK_PORT/healthz"
+  # The service-account controller works once "default" has its default ServiceAccount.
+  wait_for "kube-controller-manager serviceaccounts" 60 kcurl -f "$SERVER_URL/api/v1/namespaces/default/serviceaccounts/default"
 }

@@ -8,6 +8,7 @@
 # Binaries must have been built by build.sh (up.sh builds the missing ones).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+take_lock
 
 if pid_of kube-apiserver >/dev/null && [[ -f "$PKI_DIR/admin.crt" ]] && apiserver_ready; then
   log "already up ($SERVER_URL, state $STATE_DIR)"
@@ -108,33 +109,7 @@ post /apis/rbac.authorization.k8s.io/v1/clusterroles '{"apiVersion":"rbac.author
 post /apis/rbac.authorization.k8s.io/v1/clusterrolebindings '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"tandem-e2e:restricted-view"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"tandem:restricted"}]}'
 post /apis/rbac.authorization.k8s.io/v1/clusterrolebindings '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"tandem-e2e:restricted-node-reader"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"tandem-e2e:node-reader"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"tandem:restricted"}]}'
 
-# --- kube-controller-manager and kube-scheduler
-kcm_cfg="$STATE_DIR/kube-controller-manager.kubeconfig"
-start_proc kube-controller-manager "$(bin_path kube-controller-manager "$K8S_VERSION")" \
-  --kubeconfig="$kcm_cfg" --authentication-kubeconfig="$kcm_cfg" --authorization-kubeconfig="$kcm_cfg" \
-  --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$STATE_DIR/kcm-certs" \
-  --leader-elect=false --use-service-account-credentials=true \
-  --service-account-private-key-file="$PKI_DIR/sa.key" --root-ca-file="$PKI_DIR/ca.crt" \
-  --cluster-signing-cert-file="$PKI_DIR/ca.crt" --cluster-signing-key-file="$PKI_DIR/ca.key" \
-  --controllers='*' --v="${TANDEM_E2E_VERBOSITY:-1}"
-sched_cfg="$STATE_DIR/kube-scheduler.kubeconfig"
-start_proc kube-scheduler "$(bin_path kube-scheduler "$K8S_VERSION")" \
-  --kubeconfig="$sched_cfg" --authentication-kubeconfig="$sched_cfg" --authorization-kubeconfig="$sched_cfg" \
-  --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --cert-dir="$STATE_DIR/scheduler-certs" \
-  --leader-elect=false --v="${TANDEM_E2E_VERBOSITY:-1}"
-
-# --- kwok: manages only nodes annotated kwok.x-k8s.io/node=fake, with upstream's default
-# stages (node initialize + lease heartbeat, pod ready/complete/delete).
-start_proc kwok "$(bin_path kwok "$KWOK_VERSION")" \
-  --kubeconfig="$STATE_DIR/kwok.kubeconfig" --config="$(bin_path kwok-stages "$KWOK_VERSION").yaml" \
-  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-  --node-lease-duration-seconds=40 --cidr=10.0.0.0/16 --node-ip=127.0.0.1 \
-  --server-address="127.0.0.1:$KWOK_PORT"
-
-wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
-wait_for kube-scheduler 60 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/healthz"
-wait_for kwok 60 curl -sf "http://127.0.0.1:$KWOK_PORT/healthz"
-# The service-account controller works once "default" has its default ServiceAccount.
-wait_for "kube-controller-manager serviceaccounts" 60 kcurl -f "$SERVER_URL/api/v1/namespaces/default/serviceaccounts/default"
+# --- kube-controller-manager, kube-scheduler, kwok
+start_controllers
 
 log "control plane up in $(($(date +%s) - start))s: KUBECONFIG=$ADMIN_KUBECONFIG"

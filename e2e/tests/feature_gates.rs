@@ -2,11 +2,9 @@
 //! release, and on the older release 1 by default and 0 after a restart with
 //! `--feature-gates=SidecarContainers=false`.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
-use tandem_testcluster::{TestCluster, wait_until};
+use tandem_testcluster::TestCluster;
 
 /// The value of `kubernetes_feature_enabled{name="<gate>",...}` in Prometheus text.
 fn feature_enabled(metrics: &str, gate: &str) -> Option<(String, f64)> {
@@ -122,15 +120,28 @@ fn sidecar_pod(with_probe: bool) -> Pod {
 /// whether the API server kept `restartPolicy: Always`.
 async fn keeps_restart_policy(cluster: &TestCluster) -> Result<bool, String> {
     let client = cluster.client().await.map_err(|e| e.to_string())?;
-    // An old release starts from an empty store: wait for the default ServiceAccount.
+    // An old release starts from an empty store and runs without controller-manager
+    // (version skew): make the default ServiceAccount that admission looks up.
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    wait_until(
-        "default ServiceAccount",
-        Duration::from_secs(60),
-        || async { Ok(sas.get_opt("default").await?.is_some()) },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    if sas
+        .get_opt("default")
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        let sa = ServiceAccount {
+            metadata: kube::api::ObjectMeta {
+                name: Some("default".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match sas.create(&PostParams::default(), &sa).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(format!("create ServiceAccount default: {e}")),
+        }
+    }
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let dry = PostParams {
         dry_run: true,

@@ -11,8 +11,8 @@ cd "$root"
 # names other than the API server's IP), so static glibc is safe for it.
 # Size settings for this one binary (the workspace's release profile is tuned for
 # the other tools): optimise for size, fat LTO, one codegen unit, abort on panic.
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-CARGO_PROFILE_RELEASE_OPT_LEVEL=s \
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
 CARGO_PROFILE_RELEASE_LTO=fat \
 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
 CARGO_PROFILE_RELEASE_PANIC=abort \

@@ -72,7 +72,10 @@ fn handle(sock: std::net::TcpStream, pod: &PodSource) {
     let path = first.split(' ').nth(1).unwrap_or("");
     let want = format!("/api/v1/namespaces/{}/pods/{}", p.namespace, p.name);
     let (code, body) = if auth.as_deref() != Some("Bearer emu-token") {
-        (401, json!({"kind":"Status","code":401,"reason":"Unauthorized"}))
+        (
+            401,
+            json!({"kind":"Status","code":401,"reason":"Unauthorized"}),
+        )
     } else if p.forbidden {
         (
             403,

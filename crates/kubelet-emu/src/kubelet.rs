@@ -1,14 +1,13 @@
 //! The emulated kubelet: runs one pod's containers as real local processes by
 //! the kubelet's container rules, in one of three flavours.
 //!
-//! Sources for the rules (cited at each rule below as [KEP], [SIDECAR], [LIFECYCLE],
-//! [INIT], [HOOKS]):
-//! - [KEP]: KEP-753 "Sidecar containers",
+//! Sources for the rules, cited at each rule below by these tags:
+//! - KEP: KEP-753 "Sidecar containers",
 //!   <https://github.com/kubernetes/enhancements/tree/master/keps/sig-node/753-sidecar-containers>
-//! - [SIDECAR]: <https://kubernetes.io/docs/concepts/workloads/pods/sidecar-containers/>
-//! - [LIFECYCLE]: <https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/>
-//! - [INIT]: <https://kubernetes.io/docs/concepts/workloads/pods/init-containers/>
-//! - [HOOKS]: <https://kubernetes.io/docs/concepts/containers/container-lifecycle-hooks/>
+//! - SIDECAR: <https://kubernetes.io/docs/concepts/workloads/pods/sidecar-containers/>
+//! - LIFECYCLE: <https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/>
+//! - INIT: <https://kubernetes.io/docs/concepts/workloads/pods/init-containers/>
+//! - HOOKS: <https://kubernetes.io/docs/concepts/containers/container-lifecycle-hooks/>
 //!
 //! Each container runs in its own process group, which stands in for its PID
 //! namespace: when the container's main process exits, the rest of the group is
@@ -123,7 +122,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// A container by name, init or regular.
     pub fn get(&self, name: &str) -> Option<&ContainerView> {
-        self.init.iter().chain(&self.containers).find(|c| c.name == name)
+        self.init
+            .iter()
+            .chain(&self.containers)
+            .find(|c| c.name == name)
     }
 }
 
@@ -180,7 +182,10 @@ impl Ctr {
             let _ = c.wait();
         }
         self.child = None;
-        for p in [self.probe.take().map(|(c, _)| c), self.hook.take()].into_iter().flatten() {
+        for p in [self.probe.take().map(|(c, _)| c), self.hook.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut p = p;
             sys::kill_group(p.id(), libc::SIGKILL);
             let _ = p.wait();
@@ -237,7 +242,8 @@ impl Kubelet {
             phase = Phase::Rejected("InitContainerRestartPolicyForbidden".into());
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind emulated API server");
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind emulated API server");
         let api_addr = listener.local_addr().expect("addr").to_string();
         let inner = Arc::new(Mutex::new(Inner {
             init: pod.init.iter().cloned().map(Ctr::new).collect(),
@@ -270,7 +276,9 @@ impl Kubelet {
         {
             let inner = inner.clone();
             let stop = stop.clone();
-            threads.push(std::thread::spawn(move || crate::api::serve(listener, inner_view(inner), stop)));
+            threads.push(std::thread::spawn(move || {
+                crate::api::serve(listener, inner_view(inner), stop)
+            }));
         }
         Kubelet {
             inner,
@@ -287,7 +295,12 @@ impl Kubelet {
 
     /// Waits until `cond` holds (checked every few ms); panics with the pod's
     /// events and logs after `timeout`.
-    pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Snapshot) -> bool,
+    ) -> Snapshot {
         let end = Instant::now() + timeout;
         loop {
             let s = self.snapshot();
@@ -295,7 +308,10 @@ impl Kubelet {
                 return s;
             }
             if Instant::now() >= end {
-                panic!("timed out after {timeout:?} waiting for {what}\nsnapshot: {s:#?}\n{}", self.debug_dump());
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\nsnapshot: {s:#?}\n{}",
+                    self.debug_dump()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -314,7 +330,10 @@ impl Kubelet {
         if let Ok(rd) = fs::read_dir(self.root.join("logs")) {
             for e in rd.flatten() {
                 let text = fs::read_to_string(e.path()).unwrap_or_default();
-                out.push_str(&format!("log {}:\n{text}\n", e.file_name().to_string_lossy()));
+                out.push_str(&format!(
+                    "log {}:\n{text}\n",
+                    e.file_name().to_string_lossy()
+                ));
             }
         }
         out
@@ -337,8 +356,8 @@ impl Kubelet {
 
     /// Kills the pod sandbox and starts a new one: every container is killed, and
     /// init containers run again from the first, over the volumes' old content.
-    /// [INIT] "If the Pod restarts, or is restarted, all init containers must execute again."
-    /// [LIFECYCLE] emptyDir content survives container and sandbox restarts on the same node.
+    /// (INIT) "If the Pod restarts, or is restarted, all init containers must execute again."
+    /// (LIFECYCLE) emptyDir content survives container and sandbox restarts on the same node.
     pub fn restart_sandbox(&self) {
         let mut guard = lock(&self.inner);
         let g = &mut *guard;
@@ -363,7 +382,11 @@ impl Kubelet {
     /// Sends `sig` to a container's main process (SIGKILL: its whole group).
     pub fn signal_container(&self, name: &str, sig: i32) {
         let g = lock(&self.inner);
-        if let Some(c) = g.init.iter().chain(&g.regular).find(|c| c.spec.name == name)
+        if let Some(c) = g
+            .init
+            .iter()
+            .chain(&g.regular)
+            .find(|c| c.spec.name == name)
             && let Some(ch) = &c.child
         {
             if sig == libc::SIGKILL {
@@ -374,7 +397,7 @@ impl Kubelet {
         }
     }
 
-    /// Deletes the pod: graceful termination ([LIFECYCLE] "Termination of Pods").
+    /// Deletes the pod: graceful termination ((LIFECYCLE) "Termination of Pods").
     pub fn delete(&self) {
         let mut g = lock(&self.inner);
         if g.ending.is_none() {
@@ -459,7 +482,7 @@ impl Inner {
         c.spec.restartable && self.opts.flavour == Flavour::Native
     }
 
-    /// Restart delay before the n-th restart: [LIFECYCLE] "Container restarts":
+    /// Restart delay before the n-th restart: (LIFECYCLE) "Container restarts":
     /// exponential back-off (10s, 20s, 40s, …) capped at five minutes; the first
     /// restart of a sidecar is immediate (FIELD-NOTES, KEP-753 behaviour).
     fn backoff(&self, restarts: u32) -> Duration {
@@ -478,7 +501,14 @@ impl Inner {
             .map(|(k, v)| (k.clone(), v.to_string_lossy().into_owned()))
             .collect();
         for (vol, path) in &c.mounts {
-            pairs.push((path.clone(), self.root.join("volumes").join(vol).to_string_lossy().into_owned()));
+            pairs.push((
+                path.clone(),
+                self.root
+                    .join("volumes")
+                    .join(vol)
+                    .to_string_lossy()
+                    .into_owned(),
+            ));
         }
         // Longest in-container path first, so /var/run/tandem-bin wins over /var/run/tandem.
         pairs.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
@@ -501,7 +531,10 @@ impl Inner {
         let mut cmd = Command::new(&mapped[0]);
         cmd.args(&mapped[1..]);
         cmd.env_clear();
-        cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()));
+        cmd.env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        );
         // What the kubelet puts in every container's environment (service links),
         // pointing at the emulated API server, plus the emulator's own.
         cmd.env("TANDEM_API_URL", format!("http://{}", self.api_addr));
@@ -539,13 +572,25 @@ impl Inner {
     }
 
     fn spawn_container(&mut self, init: bool, i: usize) {
-        let spec = if init { &self.init[i].spec } else { &self.regular[i].spec }.clone();
+        let spec = if init {
+            &self.init[i].spec
+        } else {
+            &self.regular[i].spec
+        }
+        .clone();
         let mut cmd = self.command(&spec, &spec.argv);
         let res = cmd.spawn();
         let now = Instant::now();
         let native = init && self.native_sidecar(&self.init[i]);
-        let probe_period = spec.startup_probe.as_ref().map(|p| self.scaled(p.initial_delay));
-        let c = if init { &mut self.init[i] } else { &mut self.regular[i] };
+        let probe_period = spec
+            .startup_probe
+            .as_ref()
+            .map(|p| self.scaled(p.initial_delay));
+        let c = if init {
+            &mut self.init[i]
+        } else {
+            &mut self.regular[i]
+        };
         c.sent_term = false;
         c.next_start = None;
         c.probe_failures = 0;
@@ -575,14 +620,25 @@ impl Inner {
     }
 
     fn exited(&mut self, init: bool, i: usize, code: i32) {
-        let name = if init { &self.init[i] } else { &self.regular[i] }.spec.name.clone();
+        let name = if init {
+            &self.init[i]
+        } else {
+            &self.regular[i]
+        }
+        .spec
+        .name
+        .clone();
         self.event(format!("exit {name} code={code}"));
         let ending = self.ending.is_some();
         let native = init && self.native_sidecar(&self.init[i]);
         let policy = self.pod.restart_policy;
         let backoff;
         {
-            let c = if init { &mut self.init[i] } else { &mut self.regular[i] };
+            let c = if init {
+                &mut self.init[i]
+            } else {
+                &mut self.regular[i]
+            };
             c.state = CState::Terminated(code);
             c.started = false;
             if let Some((mut p, _)) = c.probe.take() {
@@ -622,16 +678,28 @@ impl Inner {
         };
         if restart {
             let delay = self.backoff(backoff);
-            let c = if init { &mut self.init[i] } else { &mut self.regular[i] };
+            let c = if init {
+                &mut self.init[i]
+            } else {
+                &mut self.regular[i]
+            };
             c.next_start = Some(Instant::now() + delay);
         }
     }
 
     fn reap(&mut self) {
         for init in [true, false] {
-            let n = if init { self.init.len() } else { self.regular.len() };
+            let n = if init {
+                self.init.len()
+            } else {
+                self.regular.len()
+            };
             for i in 0..n {
-                let c = if init { &mut self.init[i] } else { &mut self.regular[i] };
+                let c = if init {
+                    &mut self.init[i]
+                } else {
+                    &mut self.regular[i]
+                };
                 if let Some(ch) = &mut c.child
                     && let Ok(Some(st)) = ch.try_wait()
                 {
@@ -648,7 +716,10 @@ impl Inner {
     fn run_probes(&mut self) {
         let now = Instant::now();
         for i in 0..self.init.len() {
-            if !self.native_sidecar(&self.init[i]) || !self.init[i].running() || self.init[i].started {
+            if !self.native_sidecar(&self.init[i])
+                || !self.init[i].running()
+                || self.init[i].started
+            {
                 continue;
             }
             let Some(probe) = self.init[i].spec.startup_probe.clone() else {
@@ -808,14 +879,16 @@ impl Inner {
     }
 
     fn check_completion(&mut self) {
-        if self.pod.restart_policy == RestartPolicy::Always || !self.regular_started || self.ending.is_some() {
+        if self.pod.restart_policy == RestartPolicy::Always
+            || !self.regular_started
+            || self.ending.is_some()
+        {
             return;
         }
         let finished = self.start_queue.is_empty()
-            && self
-                .regular
-                .iter()
-                .all(|c| matches!(c.state, CState::Terminated(_)) && c.next_start.is_none() && !c.running());
+            && self.regular.iter().all(|c| {
+                matches!(c.state, CState::Terminated(_)) && c.next_start.is_none() && !c.running()
+            });
         if finished {
             // [SIDECAR] "sidecar containers ... do not block Pod completion": once the
             // main containers are done the kubelet terminates the sidecars.
@@ -826,7 +899,9 @@ impl Inner {
     }
 
     fn terminate(&mut self) {
-        let Some((why, deadline)) = self.ending else { return };
+        let Some((why, deadline)) = self.ending else {
+            return;
+        };
         let now = Instant::now();
         if now >= deadline {
             // [LIFECYCLE] "If the grace period expires, the kubelet sends SIGKILL".
@@ -890,7 +965,10 @@ impl Inner {
                 Ending::Complete => {
                     // [LIFECYCLE] Succeeded: all containers terminated in success;
                     // sidecars' exit codes do not count ([SIDECAR]).
-                    let ok = self.regular.iter().all(|c| c.state == CState::Terminated(0));
+                    let ok = self
+                        .regular
+                        .iter()
+                        .all(|c| c.state == CState::Terminated(0));
                     if ok { Phase::Succeeded } else { Phase::Failed }
                 }
             };

@@ -57,4 +57,3 @@ pub fn live_acting(dir: &Path) -> Vec<(String, u32)> {
     out.sort();
     out
 }
-

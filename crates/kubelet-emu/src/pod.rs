@@ -77,7 +77,11 @@ pub struct Pod {
 
 fn strs(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -86,19 +90,29 @@ fn secs(v: Option<&Value>, default: f64) -> Duration {
 }
 
 fn container(c: &Value, init: bool) -> Result<Container, String> {
-    let name = c["name"].as_str().ok_or("container without a name")?.to_string();
+    let name = c["name"]
+        .as_str()
+        .ok_or("container without a name")?
+        .to_string();
     let mut argv = strs(c.get("command"));
     argv.extend(strs(c.get("args")));
     if argv.is_empty() {
-        return Err(format!("container {name}: the emulator needs an explicit command"));
+        return Err(format!(
+            "container {name}: the emulator needs an explicit command"
+        ));
     }
     let mut env = vec![];
     for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
-        let Some(k) = e["name"].as_str() else { continue };
+        let Some(k) = e["name"].as_str() else {
+            continue;
+        };
         let src = if let Some(v) = e.get("value").and_then(Value::as_str) {
             EnvSource::Literal(v.to_string())
         } else {
-            match e.pointer("/valueFrom/fieldRef/fieldPath").and_then(Value::as_str) {
+            match e
+                .pointer("/valueFrom/fieldRef/fieldPath")
+                .and_then(Value::as_str)
+            {
                 Some("metadata.name") => EnvSource::PodName,
                 Some("metadata.namespace") => EnvSource::PodNamespace,
                 _ => continue,
@@ -111,7 +125,9 @@ fn container(c: &Value, init: bool) -> Result<Container, String> {
         Some(p) => {
             let exec = strs(p.pointer("/exec/command"));
             if exec.is_empty() {
-                return Err(format!("container {name}: only exec startup probes are emulated"));
+                return Err(format!(
+                    "container {name}: only exec startup probes are emulated"
+                ));
             }
             Some(Probe {
                 exec,
@@ -133,7 +149,12 @@ fn container(c: &Value, init: bool) -> Result<Container, String> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|m| Some((m["name"].as_str()?.to_string(), m["mountPath"].as_str()?.to_string())))
+        .filter_map(|m| {
+            Some((
+                m["name"].as_str()?.to_string(),
+                m["mountPath"].as_str()?.to_string(),
+            ))
+        })
         .collect();
     Ok(Container {
         name,
@@ -163,7 +184,10 @@ impl Pod {
         let (meta, spec) = if v["kind"] == "Pod" || v.get("kind").is_none() {
             (&v["metadata"], &v["spec"])
         } else {
-            (&v["spec"]["template"]["metadata"], &v["spec"]["template"]["spec"])
+            (
+                &v["spec"]["template"]["metadata"],
+                &v["spec"]["template"]["spec"],
+            )
         };
         let top_meta = &v["metadata"];
         let name = meta["name"]
@@ -171,7 +195,10 @@ impl Pod {
             .or(top_meta["name"].as_str())
             .unwrap_or("emu-pod")
             .to_string();
-        let namespace = top_meta["namespace"].as_str().unwrap_or("default").to_string();
+        let namespace = top_meta["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
         let restart_policy = match spec["restartPolicy"].as_str() {
             None | Some("Always") => RestartPolicy::Always,
             Some("OnFailure") => RestartPolicy::OnFailure,

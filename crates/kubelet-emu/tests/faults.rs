@@ -40,7 +40,10 @@ fn wait_stopped(pid: u32) {
     let end = Instant::now() + LONG;
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('T')) {
+        if stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('T'))
+        {
             return;
         }
         assert!(Instant::now() < end, "shim never reached the fault point");
@@ -51,7 +54,8 @@ fn wait_stopped(pid: u32) {
 /// Runs the shim with the fault hook, SIGKILLs it between temp write and rename.
 fn kill_before_rename(dir: &Path, args: &[&str]) {
     let mut c = shim_cmd(dir, args);
-    c.env("TANDEM_FAULT_INJECT", "stop-before-rename").stderr(Stdio::null());
+    c.env("TANDEM_FAULT_INJECT", "stop-before-rename")
+        .stderr(Stdio::null());
     let mut child = c.spawn().expect("spawn");
     wait_stopped(child.id());
     sys::kill(child.id(), libc::SIGKILL);
@@ -114,21 +118,32 @@ fn read_only_state_dir() {
         }
         let o = out(c);
         assert_eq!(o.status.code(), Some(3), "{role}: {}", stderr(&o));
-        assert!(stderr(&o).contains("cannot"), "{role}: unclear error: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot"),
+            "{role}: unclear error: {}",
+            stderr(&o)
+        );
         assert!(!marker.exists(), "{role} acted without recording the state");
     }
     assert_eq!(state(&dir), None);
     // reads still work: with a state written earlier, the probe answers and the
     // regular copy stands down without writing anything.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    std::fs::write(dir.join("state"), "tandem-state/1 native-running sandbox=sb-1\n").expect("w");
+    std::fs::write(
+        dir.join("state"),
+        "tandem-state/1 native-running sandbox=sb-1\n",
+    )
+    .expect("w");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).expect("chmod");
     let mut c = shim_cmd(&dir, &["probe"]);
     if root {
         as_nobody(&mut c);
     }
     assert!(out(c).status.success());
-    let mut c = shim_cmd(&dir, &["legacy", "--pod-restart-policy", "Never", "--", "false"]);
+    let mut c = shim_cmd(
+        &dir,
+        &["legacy", "--pod-restart-policy", "Never", "--", "false"],
+    );
     if root {
         as_nobody(&mut c);
     }
@@ -154,7 +169,10 @@ fn missing_state_dir_and_unknown_state_are_reported() {
     std::fs::write(dir.join("state"), "legacy-active\n").expect("w");
     for role in ["native", "legacy"] {
         let marker = dir.with_extension(format!("{role}-ran"));
-        let o = out(shim_cmd(&dir, &[role, "--", "touch", marker.to_str().expect("utf8")]));
+        let o = out(shim_cmd(
+            &dir,
+            &[role, "--", "touch", marker.to_str().expect("utf8")],
+        ));
         assert_eq!(o.status.code(), Some(3), "{role}");
         assert!(stderr(&o).contains("state unknown"), "{}", stderr(&o));
         assert!(!marker.exists(), "{role} acted on an unknown state");
@@ -163,12 +181,20 @@ fn missing_state_dir_and_unknown_state_are_reported() {
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stdout).contains("UNKNOWN"));
     assert!(!out(shim_cmd(&dir, &["probe"])).status.success());
-    assert_eq!(state(&dir).as_deref(), Some("legacy-active\n"), "never overwritten");
+    assert_eq!(
+        state(&dir).as_deref(),
+        Some("legacy-active\n"),
+        "never overwritten"
+    );
 }
 
 fn acting_dir() -> std::path::PathBuf {
     let dir = scratch("fault-cmd");
-    std::fs::write(dir.join("state"), "tandem-state/1 native-running sandbox=sb-1\n").expect("w");
+    std::fs::write(
+        dir.join("state"),
+        "tandem-state/1 native-running sandbox=sb-1\n",
+    )
+    .expect("w");
     dir
 }
 
@@ -177,7 +203,11 @@ fn cmd_missing_or_not_executable() {
     let dir = acting_dir();
     let o = out(shim_cmd(&dir, &["native", "--", "/no/such/sidecar"]));
     assert_eq!(o.status.code(), Some(127));
-    assert!(stderr(&o).contains("\"/no/such/sidecar\": not found"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("\"/no/such/sidecar\": not found"),
+        "{}",
+        stderr(&o)
+    );
     let o = out(shim_cmd(&dir, &["native", "--", "no-such-sidecar-in-path"]));
     assert_eq!(o.status.code(), Some(127));
     let noexec = dir.join("plain-file");
@@ -199,7 +229,11 @@ fn cmd_missing_or_not_executable() {
 #[test]
 fn cmd_exit_codes_and_signals_pass_through() {
     let dir = acting_dir();
-    let code = |script: &str| out(shim_cmd(&dir, &["native", "--", "sh", "-c", script])).status.code();
+    let code = |script: &str| {
+        out(shim_cmd(&dir, &["native", "--", "sh", "-c", script]))
+            .status
+            .code()
+    };
     assert_eq!(code("exit 0"), Some(0));
     assert_eq!(code("exit 7"), Some(7));
     assert_eq!(code("kill -TERM $$"), Some(143));
@@ -239,11 +273,25 @@ fn forwards_signals_and_enforces_the_grace_period() {
     }
     // SIGTERM ignored by CMD: SIGKILL after the shim's grace period → 137.
     let ready = dir.join("ready-ignore");
-    let script = format!("trap '' TERM; touch {}; while :; do sleep 0.01; done", ready.display());
-    let mut child = shim_cmd(&dir, &["native", "--grace-period", "300ms", "--", "sh", "-c", &script])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let script = format!(
+        "trap '' TERM; touch {}; while :; do sleep 0.01; done",
+        ready.display()
+    );
+    let mut child = shim_cmd(
+        &dir,
+        &[
+            "native",
+            "--grace-period",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn");
     let end = Instant::now() + LONG;
     while !ready.exists() {
         assert!(Instant::now() < end);
@@ -253,7 +301,10 @@ fn forwards_signals_and_enforces_the_grace_period() {
     sys::kill(child.id(), libc::SIGTERM);
     let st = child.wait().expect("wait");
     assert_eq!(st.code(), Some(137));
-    assert!(t.elapsed() >= Duration::from_millis(300), "killed before the grace period");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "killed before the grace period"
+    );
 }
 
 #[test]
@@ -261,7 +312,10 @@ fn exits_with_cmd_code_without_waiting_for_grandchildren() {
     // CMD leaves a background grandchild behind and exits; the shim exits with
     // CMD's code at once (as PID 1 the kernel then ends the rest of the namespace).
     let dir = acting_dir();
-    let o = out(shim_cmd(&dir, &["native", "--", "sh", "-c", "sleep 0.2 & exit 4"]));
+    let o = out(shim_cmd(
+        &dir,
+        &["native", "--", "sh", "-c", "sleep 0.2 & exit 4"],
+    ));
     assert_eq!(o.status.code(), Some(4));
 }
 
@@ -274,10 +328,18 @@ fn install_copies_itself_atomically() {
     assert!(o.status.success(), "{}", stderr(&o));
     let mode = std::fs::metadata(&dest).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o755);
-    assert_eq!(std::fs::read(&dest).expect("r"), std::fs::read(shim()).expect("r"));
-    let leftovers = std::fs::read_dir(dest.parent().expect("p")).expect("d").count();
+    assert_eq!(
+        std::fs::read(&dest).expect("r"),
+        std::fs::read(shim()).expect("r")
+    );
+    let leftovers = std::fs::read_dir(dest.parent().expect("p"))
+        .expect("d")
+        .count();
     assert_eq!(leftovers, 1, "no temp file left");
-    let v = Command::new(&dest).arg("--version").output().expect("run installed");
+    let v = Command::new(&dest)
+        .arg("--version")
+        .output()
+        .expect("run installed");
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("tandem-shim "));
     let o = out(shim_cmd(&dir, &["install", "/nonexistent-dir/x"]));
     assert_eq!(o.status.code(), Some(1));

@@ -12,7 +12,11 @@ use tandem_kubelet_emu::{CState, Flavour, Phase, markers};
 /// One pod through its whole life on one flavour.
 fn lifecycle(flavour: Flavour, policy: &'static str, settle: Settle) {
     let spec = PodSpec::new(policy, settle);
-    let k = run(&universal_pod(&spec), options(flavour), &format!("{flavour:?}-{policy}-{settle:?}"));
+    let k = run(
+        &universal_pod(&spec),
+        options(flavour),
+        &format!("{flavour:?}-{policy}-{settle:?}"),
+    );
     k.wait_for("main container to start", LONG, |_| {
         history(&k).iter().any(|l| l.starts_with("main-start "))
     });
@@ -22,7 +26,9 @@ fn lifecycle(flavour: Flavour, policy: &'static str, settle: Settle) {
         assert_eq!(actor, expected_actor(flavour), "{}", k.debug_dump());
         k.wait_for("pod Running", LONG, |s| s.phase == Phase::Running);
         // the main container is restarted (Always): still one actor
-        k.wait_for("app restarted", LONG, |s| s.get("app").is_some_and(|c| c.restarts >= 1));
+        k.wait_for("app restarted", LONG, |s| {
+            s.get("app").is_some_and(|c| c.restarts >= 1)
+        });
         assert_never_two(&k);
         k.delete();
         k.wait_for("pod deleted", LONG, |s| s.phase == Phase::Deleted);
@@ -32,12 +38,24 @@ fn lifecycle(flavour: Flavour, policy: &'static str, settle: Settle) {
             matches!(s.phase, Phase::Succeeded | Phase::Failed)
         });
         assert_eq!(s.phase, Phase::Succeeded, "{}", k.debug_dump());
-        assert_eq!(actors(&k), vec![expected_actor(flavour).to_string()], "{}", k.debug_dump());
+        assert_eq!(
+            actors(&k),
+            vec![expected_actor(flavour).to_string()],
+            "{}",
+            k.debug_dump()
+        );
         // the acting copy was stopped gracefully (SIGTERM), not left running
-        assert!(history(&k).iter().any(|l| l.starts_with("act-stop ")), "{}", k.debug_dump());
+        assert!(
+            history(&k).iter().any(|l| l.starts_with("act-stop ")),
+            "{}",
+            k.debug_dump()
+        );
         if flavour == Flavour::Old {
             // on an old kubelet the legacy copy stopped itself via the pod watch
-            assert_eq!(s.get("logger-legacy").map(|c| c.state), Some(CState::Terminated(0)));
+            assert_eq!(
+                s.get("logger-legacy").map(|c| c.state),
+                Some(CState::Terminated(0))
+            );
         }
     }
     assert_never_two(&k);
@@ -73,7 +91,9 @@ fn copy_delivery_installs_the_shim_then_runs() {
     spec.copy_delivery = true;
     for flavour in [Flavour::Native, Flavour::Old] {
         let k = run(&universal_pod(&spec), options(flavour), "copy");
-        let s = k.wait_for("pod done", LONG, |s| matches!(s.phase, Phase::Succeeded | Phase::Failed));
+        let s = k.wait_for("pod done", LONG, |s| {
+            matches!(s.phase, Phase::Succeeded | Phase::Failed)
+        });
         assert_eq!(s.phase, Phase::Succeeded, "{}", k.debug_dump());
         let installed = k.volume("tandem-bin").join("tandem-shim");
         assert!(installed.exists(), "shim not installed");
@@ -84,11 +104,21 @@ fn copy_delivery_installs_the_shim_then_runs() {
 
 #[test]
 fn gate_off_kubelet_rejects_universal_pods() {
-    let k = run(&universal_pod(&PodSpec::new("Always", Settle::Probe)), options(Flavour::GateOff), "gateoff");
+    let k = run(
+        &universal_pod(&PodSpec::new("Always", Settle::Probe)),
+        options(Flavour::GateOff),
+        "gateoff",
+    );
     let s = k.snapshot();
-    assert_eq!(s.phase, Phase::Rejected("InitContainerRestartPolicyForbidden".into()));
+    assert_eq!(
+        s.phase,
+        Phase::Rejected("InitContainerRestartPolicyForbidden".into())
+    );
     std::thread::sleep(Duration::from_millis(50));
-    assert!(history(&k).is_empty(), "nothing may run on a rejecting kubelet");
+    assert!(
+        history(&k).is_empty(),
+        "nothing may run on a rejecting kubelet"
+    );
 }
 
 /// Sandbox restarts once the pod runs: init containers re-run over the old state.
@@ -99,16 +129,29 @@ fn sandbox_restart(flavour: Flavour, policy: &'static str, settle: Settle) {
     assert_eq!(wait_one_acting(&k), expected_actor(flavour));
     for round in 2..=3 {
         k.wait_for("main container running in this sandbox", LONG, |_| {
-            history(&k).iter().filter(|l| l.starts_with("main-start ")).count() >= round as usize - 1
+            history(&k)
+                .iter()
+                .filter(|l| l.starts_with("main-start "))
+                .count()
+                >= round as usize - 1
         });
         k.restart_sandbox();
         k.wait_for("pod Running again (not stuck in Init)", LONG, |s| {
             s.sandbox == round && s.phase == Phase::Running
         });
         k.wait_for("main container restarted", LONG, |_| {
-            history(&k).iter().filter(|l| l.starts_with("main-start ")).count() >= round as usize
+            history(&k)
+                .iter()
+                .filter(|l| l.starts_with("main-start "))
+                .count()
+                >= round as usize
         });
-        assert_eq!(wait_one_acting(&k), expected_actor(flavour), "{}", k.debug_dump());
+        assert_eq!(
+            wait_one_acting(&k),
+            expected_actor(flavour),
+            "{}",
+            k.debug_dump()
+        );
         assert_sidecar_before_mains(&k, expected_actor(flavour), settle != Settle::Probe);
         assert_never_two(&k);
     }
@@ -148,14 +191,25 @@ fn sandbox_restart_old_timeout_job() {
 fn sandbox_restart_during_settle_window_on_old_kubelet() {
     let mut spec = PodSpec::new("Always", Settle::Timeout);
     spec.settle_timeout = "2s";
-    let k = run(&universal_pod(&spec), options(Flavour::Old), "settle-window");
+    let k = run(
+        &universal_pod(&spec),
+        options(Flavour::Old),
+        "settle-window",
+    );
     let state = k.volume("tandem-state").join("state");
-    k.wait_for("first-run written and the regular copy waiting", LONG, |s| {
-        s.get("logger-legacy").is_some_and(|c| c.state == CState::Running)
-            && std::fs::read_to_string(&state).is_ok_and(|t| t.contains(" first-run "))
-    });
+    k.wait_for(
+        "first-run written and the regular copy waiting",
+        LONG,
+        |s| {
+            s.get("logger-legacy")
+                .is_some_and(|c| c.state == CState::Running)
+                && std::fs::read_to_string(&state).is_ok_and(|t| t.contains(" first-run "))
+        },
+    );
     k.restart_sandbox();
-    k.wait_for("pod Running (not stuck in Init)", LONG, |s| s.sandbox == 2 && s.phase == Phase::Running);
+    k.wait_for("pod Running (not stuck in Init)", LONG, |s| {
+        s.sandbox == 2 && s.phase == Phase::Running
+    });
     assert_eq!(wait_one_acting(&k), "logger-legacy");
     k.wait_for("main container started", LONG, |_| {
         history(&k).iter().any(|l| l.starts_with("main-start "))
@@ -171,7 +225,11 @@ fn sidecar_crash(flavour: Flavour, settle: Settle) {
     let k = run(&universal_pod(&spec), options(flavour), "crash");
     let actor = expected_actor(flavour);
     k.wait_for("sidecar crashed and restarted twice", LONG, |_| {
-        history(&k).iter().filter(|l| l.starts_with("act-start ")).count() >= 3
+        history(&k)
+            .iter()
+            .filter(|l| l.starts_with("act-start "))
+            .count()
+            >= 3
     });
     assert_eq!(actors(&k), vec![actor.to_string()], "{}", k.debug_dump());
     assert_never_two(&k);
@@ -202,9 +260,14 @@ fn sidecar_crash_old() {
 fn job_watch_forbidden_is_reported() {
     let mut opts = options(Flavour::Old);
     opts.api_forbidden = true;
-    let k = run(&universal_pod(&PodSpec::new("Never", Settle::Probe)), opts, "forbidden");
+    let k = run(
+        &universal_pod(&PodSpec::new("Never", Settle::Probe)),
+        opts,
+        "forbidden",
+    );
     k.wait_for("main container finished", LONG, |s| {
-        s.get("app").is_some_and(|c| c.state == CState::Terminated(0))
+        s.get("app")
+            .is_some_and(|c| c.state == CState::Terminated(0))
     });
     let log = k.volume("..").join("logs/logger-legacy.log");
     let end = std::time::Instant::now() + LONG;
@@ -213,9 +276,17 @@ fn job_watch_forbidden_is_reported() {
         if text.contains("403") && text.contains("`get` on `pods`") {
             break;
         }
-        assert!(std::time::Instant::now() < end, "no clear 403 message:\n{}", k.debug_dump());
+        assert!(
+            std::time::Instant::now() < end,
+            "no clear 403 message:\n{}",
+            k.debug_dump()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(k.snapshot().phase, Phase::Running, "legacy sidecar must keep running");
+    assert_eq!(
+        k.snapshot().phase,
+        Phase::Running,
+        "legacy sidecar must keep running"
+    );
     assert_eq!(wait_one_acting(&k), "logger-legacy");
 }

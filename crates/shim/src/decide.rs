@@ -307,7 +307,10 @@ mod tests {
     #[test]
     fn parses_policies() {
         assert_eq!(RestartPolicy::parse("Always"), Some(RestartPolicy::Always));
-        assert_eq!(RestartPolicy::parse("OnFailure"), Some(RestartPolicy::OnFailure));
+        assert_eq!(
+            RestartPolicy::parse("OnFailure"),
+            Some(RestartPolicy::OnFailure)
+        );
         assert_eq!(RestartPolicy::parse("Never"), Some(RestartPolicy::Never));
         assert_eq!(RestartPolicy::parse("never"), None);
     }

@@ -8,7 +8,7 @@
 //! sidecar would): it never guesses that the main containers are done.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,7 @@ use crate::json::{self, Value};
 pub struct Api {
     /// `https` (normal) or `http` (tests, `kubectl proxy`-style sidecars).
     pub tls: bool,
-    /// Host name or IP address (no brackets).
+    /// IP address (no brackets); names are not resolved.
     pub host: String,
     /// TCP port.
     pub port: u16,
@@ -62,7 +62,10 @@ pub enum Completion {
 /// With `Never` any termination is final; with `OnFailure` only exit code 0 is
 /// (a failed container is restarted by the kubelet).
 pub fn completion(pod: &Value, mains: &[String], policy: RestartPolicy) -> Completion {
-    if let Some(phase) = pod.get("status").and_then(|s| s.get("phase")).and_then(Value::as_str)
+    if let Some(phase) = pod
+        .get("status")
+        .and_then(|s| s.get("phase"))
+        .and_then(Value::as_str)
         && (phase == "Succeeded" || phase == "Failed")
     {
         return Completion::Done;
@@ -110,7 +113,10 @@ fn derive_mains(pod: &Value) -> Vec<String> {
     cs.iter()
         .filter(|c| {
             let cmd = c.get("command").and_then(Value::as_array).unwrap_or(&[]);
-            let is_shim = cmd.first().and_then(Value::as_str).is_some_and(|s| s.ends_with("tandem-shim"))
+            let is_shim = cmd
+                .first()
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.ends_with("tandem-shim"))
                 && cmd.get(1).and_then(Value::as_str) == Some("legacy");
             !is_shim
         })
@@ -127,7 +133,9 @@ pub fn spawn(w: Watch) -> Arc<AtomicBool> {
         .name("jobwatch".into())
         .spawn(move || poll_loop(&w, &f2));
     if let Err(e) = res {
-        crate::log(&format!("job completion disabled: cannot start the poller thread: {e}"));
+        crate::log(&format!(
+            "job completion disabled: cannot start the poller thread: {e}"
+        ));
     }
     flag
 }
@@ -162,7 +170,9 @@ fn poll_loop(w: &Watch, done: &AtomicBool) {
                     Completion::NotYet => {}
                     Completion::Unknown(why) => complain(format!("job completion: {why}")),
                 },
-                Err(e) => complain(format!("job completion: API server sent unparsable JSON: {e}")),
+                Err(e) => complain(format!(
+                    "job completion: API server sent unparsable JSON: {e}"
+                )),
             },
             Ok((code @ (401 | 403), _)) => {
                 complain(format!(
@@ -202,9 +212,48 @@ impl Client {
                     .add(c)
                     .map_err(|e| format!("bad certificate in {}: {e}", ca.display()))?;
             }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            // TLS 1.3 only, AES-GCM suites, P-256 key exchange, and the certificate
+            // signatures cluster CAs use (RSA PKCS#1/PSS, ECDSA P-256/P-384): what
+            // every kube-apiserver (Go crypto/tls) offers, and the least code in a
+            // binary that must stay small. No Ed25519/X25519 (their tables cost ~40 KiB).
+            use rustls::SignatureScheme as S;
+            use rustls::crypto::WebPkiSupportedAlgorithms;
+            use rustls::crypto::ring as rp;
+            use webpki::ring as w;
+            static SIG_ALGS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
+                all: &[
+                    w::ECDSA_P256_SHA256,
+                    w::ECDSA_P384_SHA384,
+                    w::RSA_PKCS1_2048_8192_SHA256,
+                    w::RSA_PKCS1_2048_8192_SHA384,
+                    w::RSA_PKCS1_2048_8192_SHA512,
+                    w::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+                    w::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+                    w::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+                ],
+                mapping: &[
+                    (S::ECDSA_NISTP256_SHA256, &[w::ECDSA_P256_SHA256]),
+                    (S::ECDSA_NISTP384_SHA384, &[w::ECDSA_P384_SHA384]),
+                    (S::RSA_PSS_SHA256, &[w::RSA_PSS_2048_8192_SHA256_LEGACY_KEY]),
+                    (S::RSA_PSS_SHA384, &[w::RSA_PSS_2048_8192_SHA384_LEGACY_KEY]),
+                    (S::RSA_PSS_SHA512, &[w::RSA_PSS_2048_8192_SHA512_LEGACY_KEY]),
+                    (S::RSA_PKCS1_SHA256, &[w::RSA_PKCS1_2048_8192_SHA256]),
+                    (S::RSA_PKCS1_SHA384, &[w::RSA_PKCS1_2048_8192_SHA384]),
+                    (S::RSA_PKCS1_SHA512, &[w::RSA_PKCS1_2048_8192_SHA512]),
+                ],
+            };
+            let provider = Arc::new(rustls::crypto::CryptoProvider {
+                cipher_suites: vec![
+                    rp::cipher_suite::TLS13_AES_128_GCM_SHA256,
+                    rp::cipher_suite::TLS13_AES_256_GCM_SHA384,
+                ],
+                kx_groups: vec![rp::kx_group::SECP256R1],
+                signature_verification_algorithms: SIG_ALGS,
+                secure_random: &OsRandom,
+                key_provider: &NoClientKeys,
+            });
             let cfg = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
+                .with_protocol_versions(&[&rustls::version::TLS13])
                 .map_err(|e| format!("TLS setup: {e}"))?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
@@ -232,20 +281,28 @@ impl Client {
             req.push_str(&format!("Authorization: Bearer {}\r\n", t.trim()));
         }
         req.push_str("\r\n");
-        let addr = (self.api.host.as_str(), self.api.port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host_hdr}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve {host_hdr}"))?;
+        // An IP address only (KUBERNETES_SERVICE_HOST is one): no name
+        // resolution, so no NSS in the static binary.
+        let ip: std::net::IpAddr = self.api.host.parse().map_err(|_| {
+            format!(
+                "{} is not an IP address (names are not resolved)",
+                self.api.host
+            )
+        })?;
+        let addr = std::net::SocketAddr::new(ip, self.api.port);
         let timeout = Duration::from_secs(10);
-        let sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-        sock.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-        sock.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        let sock = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        sock.set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        sock.set_write_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
         let raw = match &self.tls {
             Some(cfg) => {
                 let name = rustls_pki_types::ServerName::try_from(self.api.host.clone())
                     .map_err(|e| format!("bad server name {}: {e}", self.api.host))?;
-                let conn = rustls::ClientConnection::new(cfg.clone(), name).map_err(|e| e.to_string())?;
+                let conn =
+                    rustls::ClientConnection::new(cfg.clone(), name).map_err(|e| e.to_string())?;
                 let mut s = rustls::StreamOwned::new(conn, sock);
                 exchange(&mut s, req.as_bytes())
             }
@@ -256,6 +313,35 @@ impl Client {
         }
         .map_err(|e| format!("{host_hdr}: {e}"))?;
         parse_response(&raw)
+    }
+}
+
+/// Randomness for TLS from the OS (ring's getrandom wrapper). Spelled out instead of
+/// `ring::default_provider()`, which would link every suite and group.
+#[derive(Debug)]
+struct OsRandom;
+
+impl rustls::crypto::SecureRandom for OsRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        use ring::rand::SecureRandom as _;
+        ring::rand::SystemRandom::new()
+            .fill(buf)
+            .map_err(|_| rustls::crypto::GetRandomFailed)
+    }
+}
+
+/// The client never authenticates with a key (it sends a bearer token).
+#[derive(Debug)]
+struct NoClientKeys;
+
+impl rustls::crypto::KeyProvider for NoClientKeys {
+    fn load_private_key(
+        &self,
+        _key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        Err(rustls::Error::General(
+            "client certificates are not supported".into(),
+        ))
     }
 }
 
@@ -297,7 +383,9 @@ fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
         .ok_or("malformed HTTP status line")?;
     let mut chunked = false;
     for l in lines {
-        let Some((k, v)) = l.split_once(':') else { continue };
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
         if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
             chunked = true;
@@ -308,14 +396,21 @@ fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
             body = &body[..n];
         }
     }
-    let body = if chunked { dechunk(body)? } else { body.to_vec() };
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = vec![];
     loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").ok_or("bad chunk header")?;
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunk header")?;
         let size_s = std::str::from_utf8(&b[..eol]).map_err(|_| "bad chunk header")?;
         let size_s = size_s.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_s, 16).map_err(|_| "bad chunk size")?;
@@ -354,13 +449,32 @@ mod tests {
         use Completion::*;
         use RestartPolicy::*;
         assert_eq!(completion(&pod(RUN_APP), &mains, Never), NotYet);
-        assert_eq!(completion(&pod(OK_APP), &mains, Never), NotYet, "db has no status");
-        assert_eq!(completion(&pod(&format!("{OK_APP},{OK_DB}")), &mains, Never), Done);
-        assert_eq!(completion(&pod(&format!("{BAD_APP},{OK_DB}")), &mains, Never), Done);
-        assert_eq!(completion(&pod(&format!("{BAD_APP},{OK_DB}")), &mains, OnFailure), NotYet);
-        assert_eq!(completion(&pod(&format!("{OK_APP},{OK_DB}")), &mains, OnFailure), Done);
+        assert_eq!(
+            completion(&pod(OK_APP), &mains, Never),
+            NotYet,
+            "db has no status"
+        );
+        assert_eq!(
+            completion(&pod(&format!("{OK_APP},{OK_DB}")), &mains, Never),
+            Done
+        );
+        assert_eq!(
+            completion(&pod(&format!("{BAD_APP},{OK_DB}")), &mains, Never),
+            Done
+        );
+        assert_eq!(
+            completion(&pod(&format!("{BAD_APP},{OK_DB}")), &mains, OnFailure),
+            NotYet
+        );
+        assert_eq!(
+            completion(&pod(&format!("{OK_APP},{OK_DB}")), &mains, OnFailure),
+            Done
+        );
         // derived mains: app and db (the legacy copy is recognised by its command)
-        assert_eq!(completion(&pod(&format!("{OK_APP},{OK_DB}")), &[], Never), Done);
+        assert_eq!(
+            completion(&pod(&format!("{OK_APP},{OK_DB}")), &[], Never),
+            Done
+        );
         assert_eq!(completion(&pod(OK_APP), &[], Never), NotYet);
         let finished = json::parse(r#"{"status":{"phase":"Succeeded"}}"#).expect("json");
         assert_eq!(completion(&finished, &mains, Never), Done);

@@ -261,7 +261,16 @@ mod tests {
 
     #[test]
     fn rejects_bad() {
-        for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "\"a", "1 2", "{\"a\":1,}"] {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\" 1}",
+            "tru",
+            "\"a",
+            "1 2",
+            "{\"a\":1,}",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -7,8 +7,8 @@
 //! kubelets, [`sys`] the only `unsafe`. This file parses flags and wires them.
 
 mod decide;
-mod json;
 mod jobwatch;
+mod json;
 mod state;
 mod supervise;
 mod sys;
@@ -141,13 +141,16 @@ fn parse_opts(sub: &str, args: &[String]) -> Result<Opts, String> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/var/run/tandem")),
         policy: match env("TANDEM_POD_RESTART_POLICY") {
-            Some(v) => RestartPolicy::parse(&v)
-                .ok_or_else(|| format!("TANDEM_POD_RESTART_POLICY={v:?}: want Always, OnFailure or Never"))?,
+            Some(v) => RestartPolicy::parse(&v).ok_or_else(|| {
+                format!("TANDEM_POD_RESTART_POLICY={v:?}: want Always, OnFailure or Never")
+            })?,
             None => RestartPolicy::Always,
         },
         settle: dur_env("TANDEM_SETTLE_TIMEOUT", Duration::ZERO)?,
         grace: dur_env("TANDEM_GRACE_PERIOD", Duration::from_secs(30))?,
-        mains: env("TANDEM_MAIN_CONTAINERS").map(|v| split_list(&v)).unwrap_or_default(),
+        mains: env("TANDEM_MAIN_CONTAINERS")
+            .map(|v| split_list(&v))
+            .unwrap_or_default(),
         pod_name: env("TANDEM_POD_NAME"),
         pod_namespace: env("TANDEM_POD_NAMESPACE"),
         poll: dur_env("TANDEM_POLL_INTERVAL", Duration::from_secs(2))?,
@@ -172,7 +175,10 @@ fn parse_opts(sub: &str, args: &[String]) -> Result<Opts, String> {
         let mut value = || -> Result<String, String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
-                None => it.next().cloned().ok_or_else(|| format!("{flag} needs a value")),
+                None => it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value")),
             }
         };
         let allowed: &[&str] = match sub {
@@ -198,8 +204,9 @@ fn parse_opts(sub: &str, args: &[String]) -> Result<Opts, String> {
         match flag {
             "--state-dir" => o.state_dir = PathBuf::from(v),
             "--pod-restart-policy" => {
-                o.policy = RestartPolicy::parse(&v)
-                    .ok_or_else(|| format!("--pod-restart-policy {v:?}: want Always, OnFailure or Never"))?
+                o.policy = RestartPolicy::parse(&v).ok_or_else(|| {
+                    format!("--pod-restart-policy {v:?}: want Always, OnFailure or Never")
+                })?
             }
             "--settle-timeout" => o.settle = dur(&v)?,
             "--grace-period" => o.grace = dur(&v)?,
@@ -242,7 +249,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
             .ok_or("missing unit (ms, s, m, h)")?;
         let (num, tail) = rest.split_at(num_end);
         let n: f64 = num.parse().map_err(|_| format!("bad number {num:?}"))?;
-        let unit_end = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_end);
         let scale = match unit {
             "ms" => 0.001,
@@ -280,7 +289,9 @@ fn run_role(role: Role, o: &Opts) -> i32 {
         let lock = match sd.lock() {
             Ok(l) => l,
             Err(e) => {
-                log(&format!("{who}: {e}; not acting (mount the shared emptyDir there, or set TANDEM_STATE_DIR)"));
+                log(&format!(
+                    "{who}: {e}; not acting (mount the shared emptyDir there, or set TANDEM_STATE_DIR)"
+                ));
                 return EXIT_STATE;
             }
         };
@@ -310,7 +321,9 @@ fn run_role(role: Role, o: &Opts) -> i32 {
                     sandbox: sandbox.clone(),
                 };
                 if let Err(e) = lock.write(&rec) {
-                    log(&format!("{who}: cannot record state {phase}: {e}; not acting"));
+                    log(&format!(
+                        "{who}: cannot record state {phase}: {e}; not acting"
+                    ));
                     return EXIT_STATE;
                 }
                 log(&format!("{who}: state {} -> {phase}", short(&found)));
@@ -321,7 +334,9 @@ fn run_role(role: Role, o: &Opts) -> i32 {
     };
     match action {
         Action::Transition(_, Then::Exit) => {
-            log(&format!("{who}: first run recorded; exiting 0 (a kubelet with native sidecars restarts this container at once)"));
+            log(&format!(
+                "{who}: first run recorded; exiting 0 (a kubelet with native sidecars restarts this container at once)"
+            ));
             0
         }
         Action::Transition(_, Then::Act) => {
@@ -338,7 +353,9 @@ fn run_role(role: Role, o: &Opts) -> i32 {
             )
         }
         Action::StandDown if role == Role::Legacy => {
-            log(&format!("{who}: the native copy acts; exiting 0 once the postStart hook is done"));
+            log(&format!(
+                "{who}: the native copy acts; exiting 0 once the postStart hook is done"
+            ));
             linger(&sd, &sandbox, o.linger, &sigs);
             0
         }
@@ -347,7 +364,9 @@ fn run_role(role: Role, o: &Opts) -> i32 {
             0
         }
         Action::Idle => {
-            log(&format!("{who}: the native copy acts; idling until terminated"));
+            log(&format!(
+                "{who}: the native copy acts; idling until terminated"
+            ));
             supervise::idle(&sigs)
         }
         Action::Fail(why) => {
@@ -409,7 +428,10 @@ fn job_watch(o: &Opts) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> 
             },
             Err(e) => return disabled(&format!("TANDEM_API_URL={url:?}: {e}")),
         },
-        None => match (env("KUBERNETES_SERVICE_HOST"), env("KUBERNETES_SERVICE_PORT")) {
+        None => match (
+            env("KUBERNETES_SERVICE_HOST"),
+            env("KUBERNETES_SERVICE_PORT"),
+        ) {
             (Some(h), Some(p)) => match p.parse() {
                 Ok(port) => jobwatch::Api {
                     tls: true,
@@ -509,7 +531,11 @@ fn wait_inner(o: &Opts) -> i32 {
     loop {
         let found = sd.read();
         if decide::settled(&found) {
-            return if o.cmd.is_empty() { 0 } else { wait_check(o, deadline) };
+            return if o.cmd.is_empty() {
+                0
+            } else {
+                wait_check(o, deadline)
+            };
         }
         if let Observed::Unknown(why) = &found {
             log(&format!("wait: state unknown: {why}"));
@@ -545,7 +571,10 @@ fn wait_check(o: &Opts, deadline: Instant) -> i32 {
             }
         }
         if Instant::now() >= deadline {
-            log(&format!("wait: check {prog:?} still failing after {:?}; giving up", o.wait_timeout));
+            log(&format!(
+                "wait: check {prog:?} still failing after {:?}; giving up",
+                o.wait_timeout
+            ));
             return 1;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -560,8 +589,12 @@ fn status(o: &Opts) -> i32 {
     println!("this sandbox: {}", state::sandbox_id());
     let acting = match &found {
         Observed::Known(r) => match r.phase {
-            state::Phase::FirstRun => "nobody yet (native copy ran once; waiting for its restart or the regular copy)",
-            state::Phase::NativeRunning => "the native copy (init container, restartPolicy: Always)",
+            state::Phase::FirstRun => {
+                "nobody yet (native copy ran once; waiting for its restart or the regular copy)"
+            }
+            state::Phase::NativeRunning => {
+                "the native copy (init container, restartPolicy: Always)"
+            }
             state::Phase::LegacyActive => "the regular copy (<name>-legacy)",
         },
         Observed::Absent => "nobody yet",
@@ -581,8 +614,10 @@ fn install(dest: &Path) -> i32 {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let result = (|| -> Result<(), String> {
-        let src = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-        let bytes = std::fs::read(&src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
+        let src =
+            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+        let bytes =
+            std::fs::read(&src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
         let dir = match dest.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -590,7 +625,11 @@ fn install(dest: &Path) -> i32 {
         let name = dest
             .file_name()
             .ok_or_else(|| format!("{} has no file name", dest.display()))?;
-        let tmp = dir.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.tmp.{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -642,10 +681,22 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("https://10.0.0.1:6443"), Ok((true, "10.0.0.1".into(), 6443)));
-        assert_eq!(parse_url("http://127.0.0.1:8080/"), Ok((false, "127.0.0.1".into(), 8080)));
-        assert_eq!(parse_url("https://[fd00::1]:443"), Ok((true, "fd00::1".into(), 443)));
-        assert_eq!(parse_url("https://kubernetes.default.svc"), Ok((true, "kubernetes.default.svc".into(), 443)));
+        assert_eq!(
+            parse_url("https://10.0.0.1:6443"),
+            Ok((true, "10.0.0.1".into(), 6443))
+        );
+        assert_eq!(
+            parse_url("http://127.0.0.1:8080/"),
+            Ok((false, "127.0.0.1".into(), 8080))
+        );
+        assert_eq!(
+            parse_url("https://[fd00::1]:443"),
+            Ok((true, "fd00::1".into(), 443))
+        );
+        assert_eq!(
+            parse_url("https://10.96.0.1"),
+            Ok((true, "10.96.0.1".into(), 443))
+        );
         assert!(parse_url("ftp://x").is_err());
     }
 
@@ -657,7 +708,17 @@ mod tests {
     fn flags() {
         let o = parse_opts(
             "legacy",
-            &s(&["--state-dir", "/x", "--pod-restart-policy=Never", "--settle-timeout", "3s", "--", "sleep", "--", "1"]),
+            &s(&[
+                "--state-dir",
+                "/x",
+                "--pod-restart-policy=Never",
+                "--settle-timeout",
+                "3s",
+                "--",
+                "sleep",
+                "--",
+                "1",
+            ]),
         )
         .expect("parse");
         assert_eq!(o.state_dir, PathBuf::from("/x"));
@@ -665,11 +726,23 @@ mod tests {
         assert_eq!(o.settle, Duration::from_secs(3));
         assert_eq!(o.cmd, s(&["sleep", "--", "1"]));
         assert!(parse_opts("native", &s(&["--settle-timeout", "3s", "--", "x"])).is_err());
-        assert!(parse_opts("native", &s(&["--state-dir", "/x"])).is_err(), "needs CMD");
+        assert!(
+            parse_opts("native", &s(&["--state-dir", "/x"])).is_err(),
+            "needs CMD"
+        );
         assert!(parse_opts("probe", &s(&["--", "x"])).is_err());
         assert!(parse_opts("wait", &s(&[])).is_ok(), "wait without a check");
-        assert_eq!(parse_opts("wait", &s(&["--", "ready"])).expect("wait").cmd, s(&["ready"]));
-        assert!(parse_opts("legacy", &s(&["--pod-restart-policy", "Sometimes", "--", "x"])).is_err());
+        assert_eq!(
+            parse_opts("wait", &s(&["--", "ready"])).expect("wait").cmd,
+            s(&["ready"])
+        );
+        assert!(
+            parse_opts(
+                "legacy",
+                &s(&["--pod-restart-policy", "Sometimes", "--", "x"])
+            )
+            .is_err()
+        );
         assert_eq!(split_list(" a, b,,c "), s(&["a", "b", "c"]));
     }
 }

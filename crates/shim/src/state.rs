@@ -149,7 +149,13 @@ impl StateDir {
     pub fn waited_marker(&self, sandbox: &str) -> PathBuf {
         let safe: String = sandbox
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.path.join(format!(".waited.{safe}"))
     }
@@ -183,7 +189,9 @@ impl StateDir {
                 // Distinguish "no file yet" from "no directory at all".
                 return match fs::metadata(&self.path) {
                     Ok(m) if m.is_dir() => Observed::Absent,
-                    Ok(_) => Observed::Unknown(format!("{} is not a directory", self.path.display())),
+                    Ok(_) => {
+                        Observed::Unknown(format!("{} is not a directory", self.path.display()))
+                    }
                     Err(e) => Observed::Unknown(format!(
                         "state directory {} unusable: {e}",
                         self.path.display()
@@ -257,7 +265,10 @@ impl Locked<'_> {
             return;
         };
         for e in entries.flatten() {
-            if e.file_name().as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes()) {
+            if e.file_name()
+                .as_encoded_bytes()
+                .starts_with(TMP_PREFIX.as_bytes())
+            {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -289,9 +300,19 @@ pub fn sandbox_id() -> String {
 fn sanitize(s: &str) -> String {
     let out: String = s
         .chars()
-        .map(|c| if c.is_whitespace() || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
-    if out.is_empty() { "unknown".into() } else { out }
+    if out.is_empty() {
+        "unknown".into()
+    } else {
+        out
+    }
 }
 
 #[cfg(test)]
@@ -299,7 +320,8 @@ mod tests {
     use super::*;
 
     fn tmpdir(tag: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("tandem-shim-state-{tag}-{}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("tandem-shim-state-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).expect("mkdir");
         p

@@ -108,7 +108,11 @@ fn supervise(pid: i32, sigs: &SignalSet, opts: &Options) -> i32 {
             let _ = sys::kill(pid, libc::SIGTERM);
             kill_at.get_or_insert(now + opts.grace);
         }
-        let mut wait = Duration::from_millis(if opts.stop_requested.is_some() { 100 } else { 60_000 });
+        let mut wait = Duration::from_millis(if opts.stop_requested.is_some() {
+            100
+        } else {
+            60_000
+        });
         if let Some(t) = kill_at {
             wait = wait.min(t.saturating_duration_since(now));
         }

@@ -42,13 +42,20 @@ fn main() {
                 .and_then(|d| fs::read_to_string(Path::new(&d).join("state")).ok())
                 .and_then(|t| t.split(' ').nth(1).map(String::from))
                 .unwrap_or_else(|| "-".into());
-            history(&dir, &format!("main-start {me} acting={acting} state={state}"));
+            history(
+                &dir,
+                &format!("main-start {me} acting={acting} state={state}"),
+            );
             std::thread::sleep(Duration::from_millis(num("--run-ms", 200)));
             let code = num("--exit", 0) as i32;
             history(&dir, &format!("main-exit {me} code={code}"));
             std::process::exit(code);
         }
-        Some("ready") => std::process::exit(if markers::live_acting(&dir).is_empty() { 1 } else { 0 }),
+        Some("ready") => std::process::exit(if markers::live_acting(&dir).is_empty() {
+            1
+        } else {
+            0
+        }),
         _ => {
             eprintln!("usage: emu-app sidecar|main|ready ...");
             std::process::exit(2);
@@ -63,7 +70,12 @@ fn history(dir: &Path, line: &str) {
 fn sidecar(dir: &Path, me: &str, crash_after_ms: u64, ignore_term: bool) {
     let pid = std::process::id();
     let marker = dir.join(format!("acting.{me}.{pid}"));
-    if let Err(e) = OpenOptions::new().create(true).truncate(true).write(true).open(&marker) {
+    if let Err(e) = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&marker)
+    {
         eprintln!("emu-app: cannot create {}: {e}", marker.display());
         std::process::exit(3);
     }

@@ -38,7 +38,8 @@ pub fn shim() -> PathBuf {
         let release = dir.ends_with("release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace()).args(["build", "-q", "-p", "tandem-shim"]);
+        cmd.current_dir(workspace())
+            .args(["build", "-q", "-p", "tandem-shim"]);
         if release {
             cmd.arg("--release");
         }
@@ -115,7 +116,8 @@ pub fn universal_pod(s: &PodSpec) -> Value {
         SHIM_IMAGE_PATH
     };
     let state_mount = json!({"name": "tandem-state", "mountPath": "/var/run/tandem"});
-    let bin_mount = json!({"name": "tandem-bin", "mountPath": "/var/run/tandem-bin", "readOnly": true});
+    let bin_mount =
+        json!({"name": "tandem-bin", "mountPath": "/var/run/tandem-bin", "readOnly": true});
     let mut mounts = vec![state_mount];
     if s.copy_delivery {
         mounts.push(bin_mount);
@@ -134,12 +136,12 @@ pub fn universal_pod(s: &PodSpec) -> Value {
         json!({"name": "TANDEM_MAIN_CONTAINERS", "value": "app"}),
         json!({"name": "TANDEM_POLL_INTERVAL", "value": "100ms"}),
     ];
-    let own_probe = json!({"exec": {"command": [APP, "ready"]}, "periodSeconds": 1, "failureThreshold": 60});
+    let own_probe =
+        json!({"exec": {"command": [APP, "ready"]}, "periodSeconds": 1, "failureThreshold": 60});
     let mut hook = vec![json!(shim), json!("wait")];
     match s.settle {
         Settle::Probe => {
-            native["startupProbe"] =
-                json!({"exec": {"command": [shim, "probe"]}, "periodSeconds": 1, "failureThreshold": 60});
+            native["startupProbe"] = json!({"exec": {"command": [shim, "probe"]}, "periodSeconds": 1, "failureThreshold": 60});
         }
         Settle::OwnProbe => {
             native["startupProbe"] = own_probe;
@@ -207,7 +209,10 @@ pub fn run(pod: &Value, opts: Options, tag: &str) -> Kubelet {
 
 /// History lines (text only).
 pub fn history(k: &Kubelet) -> Vec<String> {
-    markers::history(&k.markers()).into_iter().map(|(_, l)| l).collect()
+    markers::history(&k.markers())
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect()
 }
 
 /// Containers whose sidecar ever started acting.
@@ -226,11 +231,19 @@ pub fn actors(k: &Kubelet) -> Vec<String> {
 pub fn assert_never_two(k: &Kubelet) {
     for l in history(k) {
         if l.starts_with("act-start ") {
-            assert!(l.ends_with("others=0"), "two copies acted at once: {l}\n{}", k.debug_dump());
+            assert!(
+                l.ends_with("others=0"),
+                "two copies acted at once: {l}\n{}",
+                k.debug_dump()
+            );
         }
     }
     let live = markers::live_acting(&k.markers());
-    assert!(live.len() <= 1, "two copies acting now: {live:?}\n{}", k.debug_dump());
+    assert!(
+        live.len() <= 1,
+        "two copies acting now: {live:?}\n{}",
+        k.debug_dump()
+    );
 }
 
 /// Asserts every main container started after the handshake settled on
@@ -238,15 +251,38 @@ pub fn assert_never_two(k: &Kubelet) {
 /// one sidecar acted. Without a readiness check, "started" means what it means
 /// for a native sidecar without a startupProbe: its process has been started.
 pub fn assert_sidecar_before_mains(k: &Kubelet, actor: &str, ready: bool) {
-    let phase = if actor == "logger" { "native-running" } else { "legacy-active" };
-    let starts: Vec<String> = history(k).into_iter().filter(|l| l.starts_with("main-start ")).collect();
-    assert!(!starts.is_empty(), "no main container started\n{}", k.debug_dump());
+    let phase = if actor == "logger" {
+        "native-running"
+    } else {
+        "legacy-active"
+    };
+    let starts: Vec<String> = history(k)
+        .into_iter()
+        .filter(|l| l.starts_with("main-start "))
+        .collect();
+    assert!(
+        !starts.is_empty(),
+        "no main container started\n{}",
+        k.debug_dump()
+    );
     for l in starts {
-        assert!(l.ends_with(&format!("state={phase}")), "main started before the handshake settled on {actor}: {l}\n{}", k.debug_dump());
+        assert!(
+            l.ends_with(&format!("state={phase}")),
+            "main started before the handshake settled on {actor}: {l}\n{}",
+            k.debug_dump()
+        );
         if ready {
-            assert!(l.contains(" acting=1 "), "main started without exactly one acting sidecar: {l}\n{}", k.debug_dump());
+            assert!(
+                l.contains(" acting=1 "),
+                "main started without exactly one acting sidecar: {l}\n{}",
+                k.debug_dump()
+            );
         } else {
-            assert!(!l.contains(" acting=2"), "two sidecars acting at main start: {l}\n{}", k.debug_dump());
+            assert!(
+                !l.contains(" acting=2"),
+                "two sidecars acting at main start: {l}\n{}",
+                k.debug_dump()
+            );
         }
     }
 }
@@ -259,7 +295,11 @@ pub fn wait_one_acting(k: &Kubelet) -> String {
         if live.len() == 1 {
             return live[0].0.clone();
         }
-        assert!(live.len() < 2, "two copies acting: {live:?}\n{}", k.debug_dump());
+        assert!(
+            live.len() < 2,
+            "two copies acting: {live:?}\n{}",
+            k.debug_dump()
+        );
         if std::time::Instant::now() > end {
             panic!("no copy acting after {LONG:?}\n{}", k.debug_dump());
         }

@@ -249,7 +249,8 @@ impl Report {
             1 => "× problems found",
             _ => "× the doctor could not check everything",
         };
-        let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        let n =
+            |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
         s.push('\n');
         s.push_str(&text::wrap_first(
             &format!(

@@ -37,7 +37,11 @@ struct LabelCli {
 const GROUP: &str = "tandem.dev/e2e-group";
 
 async fn doctor(kubeconfig: &std::path::Path, flags: &[&str]) -> Report {
-    let mut argv = vec!["doctor".to_string(), "--kubeconfig".into(), kubeconfig.display().to_string()];
+    let mut argv = vec![
+        "doctor".to_string(),
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+    ];
     argv.extend(flags.iter().map(|s| s.to_string()));
     let args = DoctorCli::try_parse_from(argv).expect("flags").args;
     let client = tandem_kube::connect(&args.cluster).await.expect("client");
@@ -49,7 +53,10 @@ async fn doctor(kubeconfig: &std::path::Path, flags: &[&str]) -> Report {
 }
 
 fn check<'a>(r: &'a Report, id: &str) -> &'a tandem_doctor::report::Check {
-    r.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id}"))
+    r.checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no check {id}"))
 }
 
 async fn nodes_in_group(cluster: &TestCluster, group: &str, versions: &[&str]) -> Vec<Node> {
@@ -80,7 +87,11 @@ async fn doctor_all_pass_on_a_healthy_cluster() {
     let current = cluster.current_version().to_string();
     let nodes = nodes_in_group(&cluster, &group, &[&current, &current]).await;
     let sel = format!("{GROUP}={group}");
-    let r = doctor(&cluster.admin_kubeconfig(), &["-n", ns.name(), "--pods-namespace", ns.name(), "-l", &sel]).await;
+    let r = doctor(
+        &cluster.admin_kubeconfig(),
+        &["-n", ns.name(), "--pods-namespace", ns.name(), "-l", &sel],
+    )
+    .await;
     delete_nodes(&cluster, &nodes).await;
     ns.delete().await.ok();
     for c in &r.checks {
@@ -99,19 +110,45 @@ async fn doctor_names_the_old_kwok_nodes() {
     let current = cluster.current_version().to_string();
     let nodes = nodes_in_group(&cluster, &group, &["v1.27.9", "v1.28.15", &current]).await;
     let sel = format!("{GROUP}={group}");
-    let r = doctor(&cluster.admin_kubeconfig(), &["-l", &sel, "--no-probe", "--node-timeout", "2"]).await;
+    let r = doctor(
+        &cluster.admin_kubeconfig(),
+        &["-l", &sel, "--no-probe", "--node-timeout", "2"],
+    )
+    .await;
     delete_nodes(&cluster, &nodes).await;
     let c = check(&r, "nodes");
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert_eq!(r.exit_code, 1);
-    assert!(c.summary.starts_with("3 nodes: 1 runs native sidecars, 2 can't"), "{}", c.summary);
-    let old = c.items.iter().find(|i| i.subject.starts_with("kubelet v1.27.9")).expect("1.27 group");
+    assert!(
+        c.summary
+            .starts_with("3 nodes: 1 runs native sidecars, 2 can't"),
+        "{}",
+        c.summary
+    );
+    let old = c
+        .items
+        .iter()
+        .find(|i| i.subject.starts_with("kubelet v1.27.9"))
+        .expect("1.27 group");
     assert_eq!(old.status, Status::Fail);
     assert_eq!(old.nodes, [name(&nodes[0])]);
-    let mid = c.items.iter().find(|i| i.subject.starts_with("kubelet v1.28.15")).expect("1.28 group");
+    let mid = c
+        .items
+        .iter()
+        .find(|i| i.subject.starts_with("kubelet v1.28.15"))
+        .expect("1.28 group");
     assert_eq!(mid.nodes, [name(&nodes[1])]);
-    assert!(mid.detail.contains("InitContainerRestartPolicyForbidden"), "{}", mid.detail);
-    assert!(c.hint.as_deref().unwrap_or_default().contains("label-nodes"));
+    assert!(
+        mid.detail.contains("InitContainerRestartPolicyForbidden"),
+        "{}",
+        mid.detail
+    );
+    assert!(
+        c.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("label-nodes")
+    );
 }
 
 #[tokio::test]
@@ -119,17 +156,45 @@ async fn doctor_names_the_old_kwok_nodes() {
 async fn doctor_names_the_gate_when_the_apiserver_has_it_off() {
     let mut cluster = TestCluster::connect().await.expect("control plane");
     let old = cluster.old_version().to_string();
-    cluster
+    let off = cluster
         .restart_apiserver(Some(&old), "SidecarContainers=false")
+        .await;
+    let r = match &off {
+        Ok(()) => Some(
+            doctor(
+                &cluster.admin_kubeconfig(),
+                &[
+                    "-l",
+                    "tandem.dev/no-such-node=1",
+                    "--pods-namespace",
+                    "default",
+                ],
+            )
+            .await,
+        ),
+        Err(_) => None,
+    };
+    // Always go back to the current release for the tests that follow.
+    cluster
+        .restart_apiserver(None, "")
         .await
-        .expect("restart with the gate off");
-    let r = doctor(&cluster.admin_kubeconfig(), &["-l", "tandem.dev/no-such-node=1", "--pods-namespace", "default"]).await;
-    cluster.restart_apiserver(None, "").await.expect("restore the current release");
+        .expect("restore the current release");
+    off.expect("restart with the gate off");
+    let r = r.expect("report");
     let gate = check(&r, "apiserver-gate");
     assert_eq!(gate.status, Status::Fail, "{gate:?}");
-    assert!(gate.evidence[0].contains("kubernetes_feature_enabled{name=\"SidecarContainers\""), "{:?}", gate.evidence);
+    assert!(
+        gate.evidence[0].contains("kubernetes_feature_enabled{name=\"SidecarContainers\""),
+        "{:?}",
+        gate.evidence
+    );
     assert!(gate.evidence[0].ends_with(" 0"), "{:?}", gate.evidence);
-    assert!(gate.hint.as_deref().unwrap_or_default().contains("SidecarContainers=false"));
+    assert!(
+        gate.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("SidecarContainers=false")
+    );
     assert_eq!(r.exit_code, 1);
     // The probe shows the API server dropping the field itself, and says so.
     let w = check(&r, "webhooks");
@@ -174,8 +239,10 @@ fn strip_like_an_old_webhook(obj: &kube::core::DynamicObject) -> json_patch::Pat
     let spec = obj.data.get("spec").cloned().unwrap_or(Value::Null);
     let old: Result<OldPodSpec, _> = serde_json::from_value(spec);
     match old.ok().and_then(|s| serde_json::to_value(s).ok()) {
-        Some(reencoded) => serde_json::from_value(json!([{"op": "replace", "path": "/spec", "value": reencoded}]))
-            .unwrap_or_else(|_| json_patch::Patch(vec![])),
+        Some(reencoded) => {
+            serde_json::from_value(json!([{"op": "replace", "path": "/spec", "value": reencoded}]))
+                .unwrap_or_else(|_| json_patch::Patch(vec![]))
+        }
         None => json_patch::Patch(vec![]),
     }
 }
@@ -206,10 +273,23 @@ async fn doctor_names_a_stripping_webhook_as_the_suspect() {
     }))
     .expect("config");
     let cfgs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    cfgs.create(&PostParams::default(), &cfg).await.expect("register webhook");
+    cfgs.create(&PostParams::default(), &cfg)
+        .await
+        .expect("register webhook");
     // Webhook configurations reach the admission chain within a second or so.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let r = doctor(&cluster.admin_kubeconfig(), &["-n", ns.name(), "--pods-namespace", ns.name(), "-l", "tandem.dev/no-such-node=1"]).await;
+    let r = doctor(
+        &cluster.admin_kubeconfig(),
+        &[
+            "-n",
+            ns.name(),
+            "--pods-namespace",
+            ns.name(),
+            "-l",
+            "tandem.dev/no-such-node=1",
+        ],
+    )
+    .await;
     let _ = cfgs.delete(&cfg_name, &DeleteParams::default()).await;
     let calls = hook.calls();
     ns.delete().await.ok();
@@ -217,9 +297,17 @@ async fn doctor_names_a_stripping_webhook_as_the_suspect() {
     assert!(calls > 0, "the webhook was never called");
     assert_eq!(w.status, Status::Fail, "{w:?}");
     let suspect = format!("webhook {cfg_name}/inject.legacy.example.com");
-    let item = w.items.iter().find(|i| i.subject == suspect).unwrap_or_else(|| panic!("{suspect} not named: {w:?}"));
+    let item = w
+        .items
+        .iter()
+        .find(|i| i.subject == suspect)
+        .unwrap_or_else(|| panic!("{suspect} not named: {w:?}"));
     assert!(item.detail.starts_with("suspect"), "{}", item.detail);
-    assert!(w.summary.contains("restartPolicy: Always is gone"), "{}", w.summary);
+    assert!(
+        w.summary.contains("restartPolicy: Always is gone"),
+        "{}",
+        w.summary
+    );
     assert_eq!(r.exit_code, 1);
 }
 
@@ -227,7 +315,11 @@ fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -249,12 +341,17 @@ async fn doctor_explains_a_stuck_pod() {
     // A node that no kubelet (and no kwok) serves: pods bound to it stay Pending, as a
     // pod whose sidecar never exits stays in Init on a real 1.27 kubelet.
     let node_name = unique_name("dr-stuck-127");
-    let mut node = FakeNode::new("unused", "v1.27.9").label(GROUP, &node_name).to_node(&node_name);
+    let mut node = FakeNode::new("unused", "v1.27.9")
+        .label(GROUP, &node_name)
+        .to_node(&node_name);
     if let Some(a) = node.metadata.annotations.as_mut() {
         a.remove(tandem_testcluster::KWOK_NODE_ANNOTATION);
     }
     let nodes: Api<Node> = Api::all(client.clone());
-    let node = nodes.create(&PostParams::default(), &node).await.expect("node");
+    let node = nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("node");
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web"},
@@ -265,9 +362,24 @@ async fn doctor_explains_a_stuck_pod() {
         }
     }))
     .expect("pod");
-    ns.api::<Pod>().create(&PostParams::default(), &pod).await.expect("pod created");
+    ns.api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created");
     let sel = format!("{GROUP}={node_name}");
-    let r = doctor(&cluster.admin_kubeconfig(), &["-n", ns.name(), "--pods-namespace", ns.name(), "-l", &sel, "--no-probe"]).await;
+    let r = doctor(
+        &cluster.admin_kubeconfig(),
+        &[
+            "-n",
+            ns.name(),
+            "--pods-namespace",
+            ns.name(),
+            "-l",
+            &sel,
+            "--no-probe",
+        ],
+    )
+    .await;
     let ns_name = ns.name().to_string();
     ns.delete().await.ok();
     let _ = cluster.delete_node(&node).await;
@@ -276,7 +388,10 @@ async fn doctor_explains_a_stuck_pod() {
     assert_eq!(c.items.len(), 1);
     assert_eq!(c.items[0].subject, format!("pod {ns_name}/web"));
     let d = &c.items[0].detail;
-    assert!(d.starts_with("stuck in Init: its native sidecar \"mesh-proxy\""), "{d}");
+    assert!(
+        d.starts_with("stuck in Init: its native sidecar \"mesh-proxy\""),
+        "{d}"
+    );
     assert!(d.contains(&node_name) && d.contains("v1.27.9"), "{d}");
 }
 
@@ -287,15 +402,27 @@ async fn doctor_reports_missing_permissions_with_the_restricted_identity() {
     let group = unique_name("rbac");
     let nodes = nodes_in_group(&cluster, &group, &["v1.30.4"]).await;
     let sel = format!("{GROUP}={group}");
-    let r = doctor(&cluster.restricted_kubeconfig(), &["-l", &sel, "--pods-namespace", "default"]).await;
+    let r = doctor(
+        &cluster.restricted_kubeconfig(),
+        &["-l", &sel, "--pods-namespace", "default"],
+    )
+    .await;
     delete_nodes(&cluster, &nodes).await;
     let w = check(&r, "webhooks");
     assert_eq!(w.status, Status::Error, "{w:?}");
     let p = w.permission.as_ref().expect("permission named");
     assert_eq!((p.verb.as_str(), p.resource.as_str()), ("create", "pods"));
-    assert!(w.summary.contains("create pods in namespace default"), "{}", w.summary);
+    assert!(
+        w.summary.contains("create pods in namespace default"),
+        "{}",
+        w.summary
+    );
     let n = check(&r, "nodes");
-    assert_eq!(n.permission.as_ref().map(|p| p.resource.as_str()), Some("nodes/proxy"), "{n:?}");
+    assert_eq!(
+        n.permission.as_ref().map(|p| p.resource.as_str()),
+        Some("nodes/proxy"),
+        "{n:?}"
+    );
     assert_eq!(r.exit_code, 2, "no failures, but a check could not run");
 }
 
@@ -309,33 +436,75 @@ async fn label_nodes_labels_relabels_and_the_scheduler_follows() {
     let nodes = nodes_in_group(&cluster, &group, &["v1.27.9", "v1.28.15", &current]).await;
     let sel = format!("{GROUP}={group}");
     let kc = cluster.admin_kubeconfig().display().to_string();
-    let args = LabelCli::try_parse_from(["label-nodes", "--kubeconfig", &kc, "--once", "-l", &sel, "--node-timeout", "2"])
-        .expect("flags")
-        .args;
-    let report = tandem_doctor::label_nodes_cmd::label_once(&client, &args, &mut Progress::stderr(true))
-        .await
-        .expect("labelled");
+    let args = LabelCli::try_parse_from([
+        "label-nodes",
+        "--kubeconfig",
+        &kc,
+        "--once",
+        "-l",
+        &sel,
+        "--node-timeout",
+        "2",
+    ])
+    .expect("flags")
+    .args;
+    let report =
+        tandem_doctor::label_nodes_cmd::label_once(&client, &args, &mut Progress::stderr(true))
+            .await
+            .expect("labelled");
     assert_eq!(report.changes.len(), 3, "{report:?}");
     let api: Api<Node> = Api::all(client.clone());
-    let label_of = |n: &Node| n.metadata.labels.as_ref().and_then(|l| l.get(NODE_LABEL)).cloned();
+    let label_of = |n: &Node| {
+        n.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(NODE_LABEL))
+            .cloned()
+    };
     let mut got = Vec::new();
     for n in &nodes {
         let fresh = api.get(&name(n)).await.expect("node");
-        let evidence = fresh.metadata.annotations.as_ref().and_then(|a| a.get(NODE_EVIDENCE_ANNOTATION)).cloned();
-        assert!(evidence.is_some_and(|e| e.contains("kubelet v1.")), "evidence on {}", name(n));
+        let evidence = fresh
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(NODE_EVIDENCE_ANNOTATION))
+            .cloned();
+        assert!(
+            evidence.is_some_and(|e| e.contains("kubelet v1.")),
+            "evidence on {}",
+            name(n)
+        );
         // Other labels survive the merge patch.
-        assert_eq!(fresh.metadata.labels.as_ref().and_then(|l| l.get(GROUP)), Some(&group));
+        assert_eq!(
+            fresh.metadata.labels.as_ref().and_then(|l| l.get(GROUP)),
+            Some(&group)
+        );
         got.push(label_of(&fresh));
     }
-    assert_eq!(got, [Some("false".into()), Some("false".into()), Some("true".into())]);
+    assert_eq!(
+        got,
+        [
+            Some("false".into()),
+            Some("false".into()),
+            Some("true".into())
+        ]
+    );
     // A second run changes nothing.
-    let again = tandem_doctor::label_nodes_cmd::label_once(&client, &args, &mut Progress::stderr(true)).await.expect("again");
+    let again =
+        tandem_doctor::label_nodes_cmd::label_once(&client, &args, &mut Progress::stderr(true))
+            .await
+            .expect("again");
     assert!(again.changes.is_empty(), "{again:?}");
 
     // The controller follows a kubelet upgrade of the 1.27 node.
-    let ctl_args = LabelCli::try_parse_from(["label-nodes", "--kubeconfig", &kc, "-l", &sel]).expect("flags").args;
+    let ctl_args = LabelCli::try_parse_from(["label-nodes", "--kubeconfig", &kc, "-l", &sel])
+        .expect("flags")
+        .args;
     let ctl_client = client.clone();
-    let controller = tokio::spawn(async move { tandem_doctor::label_nodes_cmd::run_controller(ctl_client, &ctl_args).await });
+    let controller = tokio::spawn(async move {
+        tandem_doctor::label_nodes_cmd::run_controller(ctl_client, &ctl_args).await
+    });
     let upgraded = name(&nodes[0]);
     api.patch_status(
         &upgraded,
@@ -345,7 +514,14 @@ async fn label_nodes_labels_relabels_and_the_scheduler_follows() {
     .await
     .expect("upgrade the kubelet version");
     let flipped = wait_until("the label to flip", Duration::from_secs(30), || async {
-        Ok(api.get(&upgraded).await?.metadata.labels.and_then(|l| l.get(NODE_LABEL).cloned()).as_deref() == Some("true"))
+        Ok(api
+            .get(&upgraded)
+            .await?
+            .metadata
+            .labels
+            .and_then(|l| l.get(NODE_LABEL).cloned())
+            .as_deref()
+            == Some("true"))
     })
     .await;
     controller.abort();
@@ -354,23 +530,38 @@ async fn label_nodes_labels_relabels_and_the_scheduler_follows() {
     let ns = cluster.namespace("affinity").await.expect("namespace");
     let config = tandem_core::Config::builtin();
     let knowledge = tandem_core::ClusterKnowledge::default();
-    let injector = tandem_core::Injector { config: &config, knowledge: &knowledge, mode_override: Some(tandem_core::Mode::Affinity) };
+    let injector = tandem_core::Injector {
+        config: &config,
+        knowledge: &knowledge,
+        mode_override: Some(tandem_core::Mode::Affinity),
+    };
     let mut placed = Vec::new();
     for i in 0..6 {
         let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("aff-{i}"), "namespace": ns.name()},
             "spec": {"nodeSelector": {GROUP: group}, "containers": [{"name": "app", "image": "app"}],
                      "tolerations": [{"operator": "Exists"}]}});
-        match injector.inject_pod(&pod, tandem_core::NamespaceOptIn::Unknown).expect("inject") {
-            tandem_core::PodOutcome::Injected(inj) => tandem_core::patch::apply(&mut pod, &inj.patch).expect("patch"),
+        match injector
+            .inject_pod(&pod, tandem_core::NamespaceOptIn::Unknown)
+            .expect("inject")
+        {
+            tandem_core::PodOutcome::Injected(inj) => {
+                tandem_core::patch::apply(&mut pod, &inj.patch).expect("patch")
+            }
             other => panic!("not injected: {other:?}"),
         }
         let pod: Pod = serde_json::from_value(pod).expect("pod");
-        ns.api::<Pod>().create(&PostParams::default(), &pod).await.expect("create");
+        ns.api::<Pod>()
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("create");
     }
     let pods = ns.api::<Pod>();
     let all_bound = wait_until("pods to be scheduled", Duration::from_secs(60), || async {
         let list = pods.list(&Default::default()).await?;
-        Ok(list.items.iter().all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()))
+        Ok(list
+            .items
+            .iter()
+            .all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()))
     })
     .await;
     for p in pods.list(&Default::default()).await.expect("list").items {
@@ -382,7 +573,10 @@ async fn label_nodes_labels_relabels_and_the_scheduler_follows() {
     all_bound.expect("affinity-mode pods scheduled");
     let labelled_true = [name(&nodes[0]), name(&nodes[2])];
     for n in &placed {
-        assert!(labelled_true.contains(n), "pod placed on {n}, which is labelled false");
+        assert!(
+            labelled_true.contains(n),
+            "pod placed on {n}, which is labelled false"
+        );
     }
 }
 
@@ -391,7 +585,10 @@ async fn label_nodes_labels_relabels_and_the_scheduler_follows() {
 async fn doctor_scale_2000_nodes() {
     let cluster = TestCluster::connect().await.expect("control plane");
     let client = cluster.client().await.expect("client");
-    let count: usize = std::env::var("TANDEM_SCALE_NODES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let count: usize = std::env::var("TANDEM_SCALE_NODES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
     let group = unique_name("scale");
     let current = cluster.current_version().to_string();
     let api: Api<Node> = Api::all(client.clone());
@@ -407,7 +604,9 @@ async fn doctor_scale_2000_nodes() {
         };
         let node_name = format!("{group}-{i}");
         names.push(node_name.clone());
-        let node = FakeNode::new("scale", &version).label(GROUP, &group).to_node(&node_name);
+        let node = FakeNode::new("scale", &version)
+            .label(GROUP, &group)
+            .to_node(&node_name);
         let api = api.clone();
         while tasks.len() >= 16 {
             tasks.join_next().await;
@@ -420,11 +619,27 @@ async fn doctor_scale_2000_nodes() {
     eprintln!("created {count} nodes in {:?}", start.elapsed());
     let sel = format!("{GROUP}={group}");
     let t = Instant::now();
-    let r = doctor(&cluster.admin_kubeconfig(), &["-l", &sel, "--no-probe", "--pods-namespace", "default", "--node-timeout", "3"]).await;
+    let r = doctor(
+        &cluster.admin_kubeconfig(),
+        &[
+            "-l",
+            &sel,
+            "--no-probe",
+            "--pods-namespace",
+            "default",
+            "--node-timeout",
+            "3",
+        ],
+    )
+    .await;
     let wall = t.elapsed();
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     eprintln!("SCALE: doctor over {count} nodes: wall {wall:?}; test process {hwm}");
     // Clean up in parallel.
@@ -437,8 +652,19 @@ async fn doctor_scale_2000_nodes() {
     }
     while tasks.join_next().await.is_some() {}
     let c = check(&r, "nodes");
-    assert!(c.summary.starts_with(&format!("{count} nodes:")), "{}", c.summary);
-    assert_eq!(c.status, Status::Fail, "the 1.27 nodes can't run native sidecars");
-    assert!(c.items.len() < 10, "grouped by version, not one line per node");
+    assert!(
+        c.summary.starts_with(&format!("{count} nodes:")),
+        "{}",
+        c.summary
+    );
+    assert_eq!(
+        c.status,
+        Status::Fail,
+        "the 1.27 nodes can't run native sidecars"
+    );
+    assert!(
+        c.items.len() < 10,
+        "grouped by version, not one line per node"
+    );
     assert!(wall < Duration::from_secs(120), "took {wall:?}");
 }

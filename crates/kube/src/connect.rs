@@ -26,6 +26,7 @@ pub struct ClusterArgs {
 
 /// Builds a client from the flags, as kubectl would pick the cluster.
 pub async fn connect(args: &ClusterArgs) -> Result<Client, KubeError> {
+    install_crypto_provider();
     let options = KubeConfigOptions {
         context: args.context.clone(),
         ..Default::default()
@@ -64,6 +65,11 @@ pub async fn connect(args: &ClusterArgs) -> Result<Client, KubeError> {
         config.connect_timeout = Some(Duration::from_secs(args.request_timeout.min(10)));
     }
     Client::try_from(config).map_err(|e| KubeError::NoCluster(error_chain(&e)))
+}
+
+/// Installs rustls' ring provider as the process default (a no-op when one is set).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

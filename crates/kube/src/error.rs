@@ -132,7 +132,9 @@ impl KubeError {
                     status.message.clone()
                 };
                 match status.code {
-                    403 => KubeError::Forbidden { access, message },
+                    // RBAC says "User \"x\" cannot <verb> …"; other 403s are admission
+                    // plugins refusing the object (a missing ServiceAccount, a quota).
+                    403 if message.contains(" cannot ") => KubeError::Forbidden { access, message },
                     401 => KubeError::Unauthorized { access, message },
                     404 => KubeError::NotFound { access, message },
                     code => KubeError::Api {
@@ -202,17 +204,31 @@ mod tests {
     #[test]
     fn names_the_refused_access() {
         let a = Access::new("get", "nodes/proxy");
-        let e = KubeError::from_kube(a.clone(), status(403, "nodes \"n1\" is forbidden"));
+        let e = KubeError::from_kube(
+            a.clone(),
+            status(
+                403,
+                "nodes \"n1\" is forbidden: User \"u\" cannot get resource \"nodes/proxy\"",
+            ),
+        );
         assert_eq!(e.forbidden(), Some(&a));
         assert!(e.to_string().contains("cannot get nodes/proxy"), "{e}");
         let e = KubeError::from_kube(
             Access::new("list", "pods").in_namespace("shop"),
-            status(403, "no"),
+            status(403, "User \"u\" cannot list resource \"pods\""),
         );
         assert!(e.to_string().contains("list pods in namespace shop"), "{e}");
         assert!(!e.is_fatal());
         let e = KubeError::from_kube(Access::new("get", "/version"), status(401, "Unauthorized"));
         assert!(e.is_fatal());
+        let e = KubeError::from_kube(
+            Access::new("create", "pods"),
+            status(403, "error looking up service account default/default"),
+        );
+        assert!(
+            e.forbidden().is_none(),
+            "an admission refusal is not a missing permission"
+        );
         let e = KubeError::from_kube(Access::new("get", "nodes"), status(500, "boom"));
         assert!(matches!(e, KubeError::Api { code: 500, .. }));
     }

@@ -3,7 +3,8 @@
 //! older than 1.28 (ignores the field), each with its own containerd, all registered with
 //! one control plane. `bash e2e/kubelets/run.sh` builds and starts everything and runs
 //! these tests; they read `$TANDEM_KUBELETS_STATE/kubelets.env` (default state dir
-//! `/var/lib/tandem-kubelets`).
+//! `/var/lib/tandem-kubelets`). Without `TANDEM_KUBELETS_E2E=1` (which run.sh sets) they
+//! return at once, so that `cargo test -p tandem-e2e -- --ignored` elsewhere needs no kubelets.
 //!
 //! Every pod is host-network (the nodes have no pod network that leads anywhere) and pinned
 //! to its node by `nodeName` (except the affinity test, which goes through the scheduler).
@@ -30,6 +31,18 @@ struct Env {
     kubeconfig: PathBuf,
     server: String,
     tandem: PathBuf,
+}
+
+/// The environment, or None when these tests were not started by run.sh: `cargo test
+/// -p tandem-e2e -- --ignored` (e2e/ci.sh) runs them too, and must not need real kubelets.
+fn env_or_skip() -> Option<Env> {
+    if std::env::var("TANDEM_KUBELETS_E2E").as_deref() != Ok("1") {
+        eprintln!(
+            "skipped: needs real kubelets, run `bash e2e/kubelets/run.sh` (sets TANDEM_KUBELETS_E2E=1)"
+        );
+        return None;
+    }
+    Some(env())
 }
 
 fn env() -> Env {
@@ -425,7 +438,7 @@ const NATIVE: &[&str] = &["--mode", "native", "--apiserver-version", "1.36.3"];
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn current_kubelet_native_job_completes_with_sidecar_first_and_last() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "new-native");
     let doc = env.inject(&job(&ns, "j", Some(NEW), "Never", &[]), NATIVE);
     assert_eq!(restartable_init(&doc), ["helper"]);
@@ -440,7 +453,7 @@ fn current_kubelet_native_job_completes_with_sidecar_first_and_last() {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn current_kubelet_universal_always_native_copy_acts_and_stops_after_the_app() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "new-uni-always");
     let doc = env.inject(
         &pod(&ns, "p", Some(NEW), "Always", &[("APP_SECONDS", "forever")]),
@@ -482,7 +495,7 @@ fn current_kubelet_universal_always_native_copy_acts_and_stops_after_the_app() {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn current_kubelet_universal_onfailure_job_completes_native_copy_acts() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "new-uni-onfail");
     let doc = env.inject(
         &job(&ns, "j", Some(NEW), "OnFailure", &[("APP_FAIL_FIRST", "1")]),
@@ -505,7 +518,7 @@ fn current_kubelet_universal_onfailure_job_completes_native_copy_acts() {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn current_kubelet_universal_never_job_completes_native_copy_acts() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "new-uni-never");
     let doc = env.inject(&job(&ns, "j", Some(NEW), "Never", &[]), UNIVERSAL);
     create(&env, &doc);
@@ -522,7 +535,7 @@ fn current_kubelet_universal_never_job_completes_native_copy_acts() {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn affinity_pod_is_scheduled_onto_the_native_capable_node_only() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let labels = label_nodes(&env);
     assert_eq!(
         labels.get(NEW).map(String::as_str),
@@ -578,7 +591,7 @@ fn label_nodes(env: &Env) -> BTreeMap<String, String> {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn old_kubelet_universal_never_job_completes_regular_copy_acts() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "old-uni-never");
     let doc = env.inject(&job(&ns, "j", Some(OLD), "Never", &[]), UNIVERSAL);
     create(&env, &doc);
@@ -596,7 +609,7 @@ fn old_kubelet_universal_never_job_completes_regular_copy_acts() {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn old_kubelet_universal_onfailure_job_completes_regular_copy_acts() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "old-uni-onfail");
     let doc = env.inject(
         &job(&ns, "j", Some(OLD), "OnFailure", &[("APP_FAIL_FIRST", "1")]),
@@ -618,7 +631,7 @@ fn old_kubelet_universal_onfailure_job_completes_regular_copy_acts() {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn old_kubelet_universal_always_pod_runs_regular_copy_acts() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "old-uni-always");
     let doc = env.inject(
         &pod(&ns, "p", Some(OLD), "Always", &[("APP_SECONDS", "forever")]),
@@ -660,7 +673,7 @@ fn assert_one_sidecar_legacy(ev: &[String]) {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn old_kubelet_native_pod_hangs_in_init_and_doctor_explains_it() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "old-native");
     let doc = env.inject(&pod(&ns, "p", Some(OLD), "Never", &[]), NATIVE);
     create(&env, &doc);
@@ -709,7 +722,7 @@ fn doctor(env: &Env) -> String {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn kubelet_128_rejects_a_native_pod_and_doctor_names_the_node() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "k128-native");
     let doc = env.inject(&pod(&ns, "p", Some(K128), "Never", &[]), NATIVE);
     create(&env, &doc);
@@ -734,7 +747,7 @@ fn kubelet_128_rejects_a_native_pod_and_doctor_names_the_node() {
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn kubelet_128_rejects_universal_too() {
     // PRODUCT.md: universal is never safe on a node that rejects the field.
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "k128-universal");
     let doc = env.inject(&pod(&ns, "p", Some(K128), "Never", &[]), UNIVERSAL);
     create(&env, &doc);
@@ -752,7 +765,7 @@ fn kubelet_128_rejects_universal_too() {
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
 fn auto_never_gives_the_128_node_a_native_sidecar_and_its_job_completes() {
-    let env = env();
+    let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "k128-auto");
     let nodes = env.state.join("nodes.json");
     std::fs::write(

@@ -137,6 +137,10 @@ start_apiserver() {
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" --etcd-prefix="$prefix"
     --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key"
     --client-ca-file="$PKI_DIR/ca.crt"
+    --requestheader-client-ca-file="$PKI_DIR/ca.crt" --requestheader-allowed-names=front-proxy-client
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group
+    --requestheader-extra-headers-prefix=X-Remote-Extra-
+    --proxy-client-cert-file="$PKI_DIR/front-proxy-client.crt" --proxy-client-key-file="$PKI_DIR/front-proxy-client.key"
     --service-account-key-file="$PKI_DIR/sa.pub" --service-account-signing-key-file="$PKI_DIR/sa.key"
     --service-account-issuer=https://kubernetes.default.svc.cluster.local
     --service-cluster-ip-range=10.96.0.0/16

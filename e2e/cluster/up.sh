@@ -55,6 +55,7 @@ start=$(date +%s)
   sign kube-scheduler "/CN=system:kube-scheduler" "$client"
   sign kwok "/O=system:masters/CN=kwok-controller" "$client"
   sign restricted "/O=tandem:restricted/CN=tandem-e2e-restricted" "$client"
+  sign front-proxy-client "/CN=front-proxy-client" "$client"
   openssl genrsa -out sa.key 2048 2>/dev/null
   openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 )

@@ -702,7 +702,7 @@ fn old_kubelet_native_pod_hangs_in_init_and_doctor_explains_it() {
     let doctor = doctor(&env);
     eprintln!("tandem doctor:\n{doctor}");
     assert!(
-        doctor.contains(&ns.name) && doctor.contains("p"),
+        doctor.contains(&format!("{}/p", ns.name)),
         "doctor names the stuck pod"
     );
     assert!(doctor.contains(OLD), "doctor names the node");
@@ -710,7 +710,7 @@ fn old_kubelet_native_pod_hangs_in_init_and_doctor_explains_it() {
 
 fn doctor(env: &Env) -> String {
     let kc = env.kubeconfig.to_str().expect("utf-8 path").to_string();
-    match env.tandem(&["doctor", "--kubeconfig", &kc], None) {
+    match env.tandem(&["doctor", "--kubeconfig", &kc, "-o", "json"], None) {
         Ok(out) => out,
         // Exit 1: problems found (what we expect here); the report is on stdout.
         Err(e) => e,
@@ -741,6 +741,10 @@ fn kubelet_128_rejects_a_native_pod_and_doctor_names_the_node() {
     let doctor = doctor(&env);
     eprintln!("tandem doctor:\n{doctor}");
     assert!(doctor.contains(K128), "doctor names the node");
+    assert!(
+        doctor.contains(&format!("{}/p", ns.name)),
+        "doctor names the rejected pod"
+    );
 }
 
 #[test]

@@ -39,6 +39,8 @@ stop_node() {
     done
     for t in $(ctr -a "$sock" -n k8s.io containers ls -q 2>/dev/null); do
       ctr -a "$sock" -n k8s.io containers delete "$t" >/dev/null 2>&1 || true
+      # cgroupsPerQOS is off: runc's cgroup is /k8s.io/<id> in each hierarchy.
+      rmdir /sys/fs/cgroup/*/k8s.io/"$t" 2>/dev/null || true
     done
   fi
   if alive "$cpid" && [[ -n "$ns" && "$ns" != "$HOST_NS" && "$(readlink "/proc/$cpid/ns/mnt")" == "$ns" ]]; then
@@ -51,6 +53,8 @@ stop_node() {
   if [[ -n "$ns" && "$ns" != "$HOST_NS" && "$ns" != "$SELF_NS" ]]; then
     for p in /proc/[0-9]*; do
       [[ "$(readlink "$p/ns/mnt" 2>/dev/null)" == "$ns" ]] || continue
+      # Ours name our state dir (kubelet, containerd, containerd-shim -address ...).
+      grep -qaF -- "$KSTATE/" "$p/cmdline" 2>/dev/null || continue
       log "node $n: killing leftover pid ${p#/proc/} ($(tr '\0' ' ' <"$p/cmdline" | cut -c1-80))"
       kill -KILL "${p#/proc/}" 2>/dev/null || true
     done
@@ -64,13 +68,6 @@ HOST_NS="$(readlink /proc/$$/ns/mnt)" # the namespace we run in: the host's
 SELF_NS="$(readlink /proc/self/ns/mnt)"
 [[ -n "$HOST_NS" && -n "$SELF_NS" ]] || die "cannot read our own mount namespace"
 for n in "${NODES[@]}"; do stop_node "$n"; done
-# Pod cgroups (cgroupsPerQOS is off: containerd puts each under the root as /k8s.io/...
-# or /<pod uid>): remove the empty ones that our runc left behind.
-for n in "${NODES[@]}"; do
-  for f in "$(node_dir "$n")"/cgroups; do [[ -f "$f" ]] || continue
-    while read -r cg; do rmdir "$cg" 2>/dev/null || true; done < <(sort -r "$f")
-  done
-done
 bash "$KUBELETS_DIR/../cluster/down.sh" || true
 if [[ "${TANDEM_KUBELETS_KEEP_STATE:-0}" == 1 ]]; then
   log "kept $KSTATE"

@@ -3,7 +3,9 @@
 # few Debian packages the scripts need when missing, builds the control plane from source
 # (cached in ${TANDEM_CACHE:-~/.cache/tandem}, minutes cold, seconds warm), brings it up
 # on 127.0.0.1, runs the ignored tests of tandem-e2e one at a time, and always tears the
-# control plane down again. Extra arguments go to the test binary (e.g. a test name).
+# control plane down again. It runs the ignored tests of every workspace package (they are
+# the ones that need a control plane). Extra arguments go to the test binaries (e.g. a
+# test name filter).
 set -euo pipefail
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$E2E_DIR/.." && pwd)"
@@ -48,8 +50,11 @@ trap 'exit 130' INT TERM
 bash "$E2E_DIR/cluster/up.sh"
 t2=$(date +%s)
 cd "$ROOT"
-cargo test -p tandem-e2e --no-run
+# Every package's ignored tests are the ones that need this control plane (tandem-e2e's
+# and the e2e_* tests of the other crates); TANDEM_E2E_CARGO_ARGS="-p tandem-e2e" narrows.
+read -r -a cargo_args <<<"${TANDEM_E2E_CARGO_ARGS:---workspace}"
+cargo test "${cargo_args[@]}" --no-run
 t3=$(date +%s)
-TANDEM_E2E_NO_START=1 cargo test -p tandem-e2e -- --ignored --test-threads=1 "$@"
+TANDEM_E2E_NO_START=1 cargo test "${cargo_args[@]}" -- --ignored --test-threads=1 "$@"
 t4=$(date +%s)
 log "e2e timings: build $((t1 - t0))s, control plane up $((t2 - t1))s, test compile $((t3 - t2))s, tests $((t4 - t3))s"

@@ -219,27 +219,36 @@ pub fn nodes(res: &Result<Vec<NodeObservation>, KubeError>, selector: Option<&st
         });
     }
     // Metrics that could not be read, where they would matter.
-    let mut unread: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    let mut unread: BTreeMap<&'static str, (Vec<String>, String)> = BTreeMap::new();
     let mut forbidden = false;
     for o in obs {
-        match &o.metric {
-            Some(NodeGate::Timeout) => unread
-                .entry("timed out")
-                .or_default()
-                .push(o.facts.name.clone()),
-            Some(NodeGate::Failed { .. }) => unread
-                .entry("unreachable")
-                .or_default()
-                .push(o.facts.name.clone()),
-            Some(NodeGate::Forbidden) => forbidden = true,
-            _ => {}
+        let (what, example) = match &o.metric {
+            Some(NodeGate::Timeout) => ("timed out", String::new()),
+            Some(NodeGate::Failed { message }) => ("unreachable", message.clone()),
+            Some(NodeGate::Forbidden) => {
+                forbidden = true;
+                continue;
+            }
+            _ => continue,
+        };
+        let entry = unread.entry(what).or_default();
+        entry.0.push(o.facts.name.clone());
+        if entry.1.is_empty() {
+            entry.1 = example;
         }
     }
-    for (what, names) in unread {
+    for (what, (names, example)) in unread {
+        let example = if example.is_empty() {
+            String::new()
+        } else {
+            format!(" (first error: {example})")
+        };
         c.items.push(Item {
             status: Status::Warn,
             subject: format!("metric {what} on {}", plural(names.len(), "node", "nodes")),
-            detail: "the kubelet's SidecarContainers metric could not be read through the API server's node proxy; the version decides (gate at its default)".into(),
+            detail: format!(
+                "the kubelet's SidecarContainers metric could not be read through the API server's node proxy; the version decides (gate at its default){example}"
+            ),
             nodes: names,
         });
     }
@@ -683,6 +692,20 @@ mod tests {
                 .any(|i| i.subject == "metric timed out on 1 node" && i.nodes == ["slow"])
         );
         assert!(c.items.iter().any(|i| i.subject == "1 node not Ready"));
+        let failed = node(
+            "f",
+            "v1.31.0",
+            Some(NodeGate::Failed {
+                message: "address not allowed".into(),
+            }),
+        );
+        let c = nodes(&Ok(vec![failed]), None);
+        assert!(
+            c.items
+                .iter()
+                .any(|i| i.detail.ends_with("(first error: address not allowed)")),
+            "{c:?}"
+        );
         let c = nodes(
             &Ok(vec![node("x", "v1.30.1", Some(NodeGate::Forbidden))]),
             None,

@@ -641,7 +641,9 @@ async fn doctor_scale_2000_nodes() {
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    eprintln!("SCALE: doctor over {count} nodes (selector {sel}): wall {wall:?}; test process {hwm}");
+    eprintln!(
+        "SCALE: doctor over {count} nodes (selector {sel}): wall {wall:?}; test process {hwm}"
+    );
     // Clean up in parallel (TANDEM_SCALE_KEEP=1 keeps the nodes, to measure the binary).
     let keep = std::env::var("TANDEM_SCALE_KEEP").is_ok_and(|v| v == "1");
     for n in names.into_iter().filter(|_| !keep) {

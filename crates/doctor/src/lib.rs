@@ -1,16 +1,24 @@
 //! # tandem-doctor
 //!
-//! `tandem doctor`, `tandem label-nodes` and `tandem lint`.
+//! `tandem doctor`, `tandem label-nodes` and `tandem lint`: the seed's troubleshooting
+//! steps made into commands that give a verdict. See `README.md` for the checks, the
+//! JSON schema, exit codes and permissions.
 //!
-//! Every verdict is computed by pure, exhaustively tested code; the modules that talk
-//! to a cluster only gather facts (through `tandem-kube`) and hand them over.
+//! Every verdict is computed by pure, unit-tested code; the command modules only gather
+//! facts through `tandem-kube` and hand them over.
 //!
-//! - Pure: [`quantity`], [`resources`] (effective pod requests, the scheduler's way).
-//! - Commands: each has a clap `Args` struct and a `run` function that returns the
-//!   process exit code, so the `tandem` binary stays thin.
+//! - Pure: [`checks`] (the doctor's verdicts), [`webhooks`] (which webhooks see a Pod
+//!   CREATE, what the dry-run probe showed), [`labels`] (node label and evidence),
+//!   [`lint`] (rules TL000–TL006), [`resources`] and [`quantity`] (effective requests the
+//!   scheduler's way), [`report`] (statuses, exit codes, text and JSON), [`install`]
+//!   (the labeller's Deployment and RBAC), [`text`] (80-column wrapping).
+//! - Commands: [`doctor_cmd`], [`label_nodes_cmd`], [`lint_cmd`]. Each has a clap `Args`
+//!   struct and a `run` function that returns the process exit code, so the `tandem`
+//!   binary stays thin. [`scan`] reads nodes for the first two.
 
 pub mod checks;
 pub mod doctor_cmd;
+pub mod install;
 pub mod label_nodes_cmd;
 pub mod labels;
 pub mod lint;

@@ -30,6 +30,9 @@ pub struct Config {
     /// Settings of `universal` mode.
     #[serde(default)]
     pub universal: UniversalConfig,
+    /// Settings of `legacy` mode.
+    #[serde(default)]
+    pub legacy: LegacyConfig,
     /// How `tandem-shim` gets into the sidecar's container.
     #[serde(default)]
     pub shim: ShimConfig,
@@ -64,6 +67,17 @@ pub struct UniversalConfig {
     /// Whether the native copy gets a startupProbe.
     #[serde(default)]
     pub startup_probe: ProbePolicy,
+}
+
+/// Settings of `legacy` mode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LegacyConfig {
+    /// In pods whose `restartPolicy` isn't `Always` (Jobs), run legacy sidecars under
+    /// `tandem-shim legacy`, which stops them once the main containers have finished so
+    /// that the Job completes. Needs `get pods` for the pod's service account.
+    #[serde(default)]
+    pub job_completion: bool,
 }
 
 /// Whether the native copy of a universal sidecar gets a startupProbe.

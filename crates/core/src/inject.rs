@@ -181,7 +181,9 @@ impl<'a> Injector<'a> {
                 ),
             ));
         }
-        let patch = Build::new(self.config, &pod, &decision).run()?;
+        let mut decision = decision;
+        let (patch, warnings) = Build::new(self.config, &pod, &decision).run()?;
+        decision.warnings.extend(warnings);
         Ok(PodOutcome::Injected(Injection {
             sidecars: self
                 .config
@@ -306,6 +308,8 @@ struct Build<'a> {
     ops: PatchBuilder,
     /// Names already used by the pod's containers, with the field that uses them.
     taken: HashMap<String, Path>,
+    /// What the user should know about how the sidecars were adapted.
+    warnings: Vec<String>,
 }
 
 impl<'a> Build<'a> {
@@ -327,6 +331,7 @@ impl<'a> Build<'a> {
             decision,
             ops: PatchBuilder::default(),
             taken,
+            warnings: Vec::new(),
         }
     }
 
@@ -348,7 +353,7 @@ impl<'a> Build<'a> {
         Ok(())
     }
 
-    fn run(mut self) -> Result<Vec<PatchOperation>, InjectError> {
+    fn run(mut self) -> Result<(Vec<PatchOperation>, Vec<String>), InjectError> {
         let mut init_new = Vec::new();
         let mut regular_new = Vec::new();
         let mut volumes_new: Vec<Value> = self.config.volumes.clone();
@@ -360,29 +365,37 @@ impl<'a> Build<'a> {
                 }
             }
             Placement::Legacy => {
+                // Opt-in: in a Job, wrap legacy sidecars in tandem-shim so that they stop
+                // once the main containers have finished, and the Job completes.
+                let wrap =
+                    self.config.legacy.job_completion && self.pod_restart_policy() != "Always";
+                let shim = if wrap && self.config.sidecars.iter().any(has_command) {
+                    Some(self.add_shim(&mut init_new, &mut volumes_new)?)
+                } else {
+                    None
+                };
                 for s in &self.config.sidecars {
-                    self.claim_name(sidecar_name(s))?;
-                    regular_new.push(legacy_sidecar(s));
+                    let name = sidecar_name(s);
+                    self.claim_name(name)?;
+                    match &shim {
+                        Some(shim) if has_command(s) => {
+                            let c = self.regular_copy(s, shim, name, true);
+                            regular_new.push(c);
+                        }
+                        _ => regular_new.push(legacy_sidecar(s)),
+                    }
                 }
             }
             Placement::Universal => {
-                let shim = self.shim_path();
-                if self.config.shim.delivery == ShimDelivery::Copy {
-                    self.claim_name(names::SHIM_INSTALL_CONTAINER)?;
-                    init_new.push(self.shim_installer(&shim));
-                    volumes_new.push(json!({"name": names::SHIM_VOLUME, "emptyDir": {}}));
-                }
-                volumes_new.push(json!({
-                    "name": names::STATE_VOLUME,
-                    "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}
-                }));
+                let shim = self.add_shim(&mut init_new, &mut volumes_new)?;
                 for s in &self.config.sidecars {
                     let name = sidecar_name(s);
                     let legacy_name = format!("{name}{}", names::LEGACY_COPY_SUFFIX);
                     self.claim_name(name)?;
                     self.claim_name(&legacy_name)?;
                     init_new.push(self.universal_native_copy(s, &shim));
-                    regular_new.push(self.universal_regular_copy(s, &shim, &legacy_name));
+                    let regular = self.regular_copy(s, &shim, &legacy_name, false);
+                    regular_new.push(regular);
                 }
             }
         }
@@ -413,7 +426,7 @@ impl<'a> Build<'a> {
             self.require_capable_node();
         }
         self.annotate(!regular_new.is_empty());
-        Ok(self.ops.finish())
+        Ok((self.ops.finish(), self.warnings))
     }
 
     fn check_volumes(&self, new: &[Value]) -> Result<(), InjectError> {
@@ -438,11 +451,52 @@ impl<'a> Build<'a> {
         Ok(())
     }
 
+    /// Adds what every shim-wrapped pod needs (the state volume and, with delivery
+    /// `copy`, the installer and its volume); returns the shim's path in the containers.
+    fn add_shim(
+        &mut self,
+        init_new: &mut Vec<Value>,
+        volumes_new: &mut Vec<Value>,
+    ) -> Result<String, InjectError> {
+        let shim = self.shim_path();
+        if self.config.shim.delivery == ShimDelivery::Copy {
+            self.claim_name(names::SHIM_INSTALL_CONTAINER)?;
+            init_new.push(self.shim_installer(&shim));
+            volumes_new.push(json!({"name": names::SHIM_VOLUME, "emptyDir": {}}));
+        }
+        volumes_new.push(json!({
+            "name": names::STATE_VOLUME,
+            "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}
+        }));
+        Ok(shim)
+    }
+
+    fn pod_restart_policy(&self) -> &'a str {
+        self.pod
+            .spec
+            .get("restartPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("Always")
+    }
+
     fn shim_path(&self) -> String {
         match self.config.shim.delivery {
             ShimDelivery::Copy => format!("{}/tandem-shim", names::SHIM_DIR),
             ShimDelivery::Image => self.config.shim.path.clone(),
         }
+    }
+
+    /// How long the shim gives CMD after SIGTERM: just under the pod's
+    /// `terminationGracePeriodSeconds` (default 30), so that CMD is stopped by the shim
+    /// (a clean exit code in the logs) before the kubelet's own SIGKILL.
+    fn grace_period(&self) -> String {
+        let pod = self
+            .pod
+            .spec
+            .get("terminationGracePeriodSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(30);
+        format!("{}s", pod.saturating_sub(2).max(1))
     }
 
     fn shim_installer(&self, shim: &str) -> Value {
@@ -482,7 +536,10 @@ impl<'a> Build<'a> {
         push_all(
             &mut c,
             "env",
-            vec![env_var(env::STATE_DIR, &self.config.universal.state_dir)],
+            vec![
+                env_var(env::STATE_DIR, &self.config.universal.state_dir),
+                env_var(env::GRACE_PERIOD, &self.grace_period()),
+            ],
         );
         push_all(&mut c, "volumeMounts", self.shared_mounts());
         let obj = as_object(&mut c);
@@ -512,15 +569,12 @@ impl<'a> Build<'a> {
         c
     }
 
-    fn universal_regular_copy(&self, sidecar: &Value, shim: &str, name: &str) -> Value {
+    /// The regular copy: `tandem-shim legacy` around the sidecar. `solo` when there is
+    /// no native copy (legacy mode for Jobs): it acts at once and keeps its ports.
+    fn regular_copy(&mut self, sidecar: &Value, shim: &str, name: &str, solo: bool) -> Value {
         let mut c = legacy_sidecar(sidecar);
         wrap_command(&mut c, shim, "legacy");
-        let restart = self
-            .pod
-            .spec
-            .get("restartPolicy")
-            .and_then(Value::as_str)
-            .unwrap_or("Always");
+        let restart = self.pod_restart_policy();
         let main: Vec<&str> = self
             .pod
             .list("containers")
@@ -530,8 +584,11 @@ impl<'a> Build<'a> {
         let mut vars = vec![
             env_var(env::STATE_DIR, &self.config.universal.state_dir),
             env_var(env::POD_RESTART_POLICY, restart),
+            env_var(env::GRACE_PERIOD, &self.grace_period()),
         ];
-        if !self.decision.startup_probe {
+        if solo {
+            vars.push(env_var(env::SETTLE_TIMEOUT, "0s"));
+        } else if !self.decision.startup_probe {
             vars.push(env_var(
                 env::SETTLE_TIMEOUT,
                 &duration_text::format(self.config.universal.settle_timeout),
@@ -544,6 +601,26 @@ impl<'a> Build<'a> {
         push_all(&mut c, "volumeMounts", self.shared_mounts());
         let obj = as_object(&mut c);
         obj.insert("name".into(), Value::from(name));
+        // The kubelet starts regular containers one by one and waits for each postStart
+        // hook: `tandem-shim wait` holds the app until one copy acts (and passes the
+        // sidecar's own exec startup check, if it has one).
+        let mut wait = vec![Value::from(shim), Value::from("wait")];
+        if let Some(Value::Array(check)) = sidecar.pointer("/startupProbe/exec/command") {
+            wait.push(Value::from("--"));
+            wait.extend(check.iter().cloned());
+        }
+        let lifecycle = obj.entry("lifecycle").or_insert_with(|| json!({}));
+        if !lifecycle.is_object() {
+            *lifecycle = json!({});
+        }
+        if lifecycle.get("postStart").is_some() {
+            self.warnings.push(format!(
+                "sidecar {:?}: its own postStart hook stays on the native copy; the regular copy \
+                 runs tandem-shim wait instead",
+                sidecar_name(sidecar)
+            ));
+        }
+        lifecycle["postStart"] = json!({"exec": {"command": wait}});
         // The idle copy can't answer exec probes meant for the acting one; network probes
         // reach the acting copy through the pod's shared network namespace.
         for key in ["startupProbe", "livenessProbe", "readinessProbe"] {
@@ -554,6 +631,9 @@ impl<'a> Build<'a> {
         // Ports are declared once, on the native copy (the API server warns about every
         // duplicate); named ports in this copy's probes and hooks become numbers. Host
         // ports stay on both: an old kubelet maps host ports of regular containers only.
+        if solo {
+            return c;
+        }
         if let Some(Value::Array(ports)) = obj.remove("ports") {
             let host: Vec<Value> = ports
                 .iter()

@@ -39,6 +39,8 @@ pub mod env {
     pub const POD_NAME: &str = "TANDEM_POD_NAME";
     /// The pod's namespace (downward API).
     pub const POD_NAMESPACE: &str = "TANDEM_POD_NAMESPACE";
+    /// How long CMD gets after SIGTERM before the shim sends SIGKILL.
+    pub const GRACE_PERIOD: &str = "TANDEM_GRACE_PERIOD";
     /// Comma-separated names of the pod's own regular containers.
     pub const MAIN_CONTAINERS: &str = "TANDEM_MAIN_CONTAINERS";
 }

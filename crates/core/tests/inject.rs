@@ -538,3 +538,136 @@ proptest! {
         prop_assert_eq!(twice, out);
     }
 }
+
+fn env_of<'a>(c: &'a Value, name: &str) -> Option<&'a Value> {
+    c["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| &e["value"])
+}
+
+#[test]
+fn universal_regular_copy_holds_the_app_with_a_post_start_wait() {
+    // The sidecar's own startupProbe here is exec: the wait hook runs it as its check.
+    let cfg = Config::from_yaml(
+        "mode: universal\nsidecars:\n- name: s\n  image: s\n  command: [/s]\n  startupProbe: {exec: {command: [/s, ready]}}\n",
+    )
+    .unwrap();
+    let mut p = pod();
+    p["spec"]["terminationGracePeriodSeconds"] = json!(60);
+    let (out, _) = inject(&cfg, &nothing_known(), &p);
+    let regular = &out["spec"]["containers"][0];
+    assert_eq!(
+        regular["lifecycle"]["postStart"]["exec"]["command"],
+        json!([
+            "/var/run/tandem-bin/tandem-shim",
+            "wait",
+            "--",
+            "/s",
+            "ready"
+        ])
+    );
+    assert_eq!(env_of(regular, "TANDEM_GRACE_PERIOD"), Some(&json!("58s")));
+    assert_eq!(
+        env_of(&out["spec"]["initContainers"][1], "TANDEM_GRACE_PERIOD"),
+        Some(&json!("58s"))
+    );
+    // The default config's sidecar has an httpGet startupProbe: a plain wait.
+    let (out, _) = inject(&config("universal"), &nothing_known(), &pod());
+    assert_eq!(
+        out["spec"]["containers"][0]["lifecycle"]["postStart"]["exec"]["command"],
+        json!(["/var/run/tandem-bin/tandem-shim", "wait"])
+    );
+    assert_eq!(
+        env_of(&out["spec"]["containers"][0], "TANDEM_GRACE_PERIOD"),
+        Some(&json!("28s"))
+    );
+}
+
+#[test]
+fn a_sidecars_own_post_start_is_replaced_on_the_regular_copy_with_a_warning() {
+    let cfg = Config::from_yaml(
+        "mode: universal\nsidecars:\n- name: s\n  image: s\n  command: [/s]\n  lifecycle:\n    postStart: {exec: {command: [/s, warm]}}\n    preStop: {exec: {command: [/s, drain]}}\n",
+    )
+    .unwrap();
+    let k = ClusterKnowledge::default();
+    let injector = Injector {
+        config: &cfg,
+        knowledge: &k,
+        mode_override: None,
+    };
+    let PodOutcome::Injected(inj) = injector
+        .inject_pod(&pod(), NamespaceOptIn::Unknown)
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(
+        inj.decision
+            .warnings
+            .iter()
+            .any(|w| w.contains("postStart")),
+        "{:?}",
+        inj.decision.warnings
+    );
+    let mut out = pod();
+    patch::apply(&mut out, &inj.patch).unwrap();
+    let regular = &out["spec"]["containers"][0];
+    assert_eq!(
+        regular["lifecycle"]["postStart"]["exec"]["command"][1],
+        "wait"
+    );
+    assert_eq!(
+        regular["lifecycle"]["preStop"]["exec"]["command"],
+        json!(["/s", "drain"])
+    );
+}
+
+#[test]
+fn legacy_job_completion_wraps_sidecars_in_jobs_only() {
+    let cfg = Config::from_yaml(
+        "mode: legacy\nlegacy: {jobCompletion: true}\nsidecars:\n- name: s\n  image: s\n  command: [/s]\n  ports: [{name: http, containerPort: 80}]\n- name: nocmd\n  image: nc\n",
+    )
+    .unwrap();
+    let job = json!({"kind": "Job", "metadata": {"name": "j"}, "spec": {"template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "main", "image": "m"}]}}}});
+    let (out, _) = inject(&cfg, &nothing_known(), &job);
+    let spec = &out["spec"]["template"]["spec"];
+    assert_eq!(names(&spec["containers"]), ["s", "nocmd", "main"]);
+    let s = &spec["containers"][0];
+    assert_eq!(
+        s["command"],
+        json!(["/var/run/tandem-bin/tandem-shim", "legacy", "--", "/s"])
+    );
+    assert_eq!(env_of(s, "TANDEM_SETTLE_TIMEOUT"), Some(&json!("0s")));
+    assert_eq!(
+        env_of(s, "TANDEM_POD_RESTART_POLICY"),
+        Some(&json!("Never"))
+    );
+    assert_eq!(env_of(s, "TANDEM_MAIN_CONTAINERS"), Some(&json!("main")));
+    assert_eq!(
+        s["ports"][0]["containerPort"], 80,
+        "no native copy: ports stay"
+    );
+    assert_eq!(
+        spec["containers"][1],
+        json!({"name": "nocmd", "image": "nc"}),
+        "no command: nothing to wrap"
+    );
+    assert_eq!(names(&spec["initContainers"]), ["tandem-shim-install"]);
+    assert_eq!(names(&spec["volumes"]), ["tandem-bin", "tandem-state"]);
+    let (twice, ops) = inject(&cfg, &nothing_known(), &out);
+    assert!(ops.is_empty());
+    assert_eq!(twice, out);
+    // A Deployment (restartPolicy Always) keeps plain legacy sidecars.
+    let (out, _) = inject(&cfg, &nothing_known(), &pod());
+    assert_eq!(out["spec"]["containers"][0]["command"], json!(["/s"]));
+    assert!(
+        out["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "tandem-shim-install")
+    );
+}

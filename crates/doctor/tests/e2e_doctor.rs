@@ -671,3 +671,79 @@ async fn doctor_scale_2000_nodes() {
     );
     assert!(wall < Duration::from_secs(120), "took {wall:?}");
 }
+
+#[tokio::test]
+#[ignore = "needs a control plane: bash e2e/ci.sh"]
+async fn doctor_lists_missed_injections_with_their_owners() {
+    let cluster = TestCluster::connect().await.expect("control plane");
+    let client = cluster.client().await.expect("client");
+    let ns = cluster.namespace("doctor-missed").await.expect("namespace");
+    // Opt the namespace in; no webhook is running, as when it was down under
+    // failurePolicy: Ignore.
+    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    nss.patch(
+        ns.name(),
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"labels": {tandem_core::names::INJECT_LABEL: "enabled"}}}),
+        ),
+    )
+    .await
+    .expect("opt in");
+    let nowhere = json!({"tandem.dev/no-such-node": "1"});
+    let rs: k8s_openapi::api::apps::v1::ReplicaSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"nodeSelector": nowhere, "containers": [{"name": "app", "image": "app"}]}}}
+    }))
+    .expect("rs");
+    ns.api::<k8s_openapi::api::apps::v1::ReplicaSet>()
+        .create(&PostParams::default(), &rs)
+        .await
+        .expect("replicaset");
+    let bare: Pod = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare"},
+        "spec": {"nodeSelector": nowhere, "containers": [{"name": "app", "image": "app"}]}}),
+    )
+    .expect("pod");
+    ns.api::<Pod>()
+        .create(&PostParams::default(), &bare)
+        .await
+        .expect("pod");
+    let pods = ns.api::<Pod>();
+    wait_until("the ReplicaSet's pods", Duration::from_secs(60), || async {
+        Ok(pods.list(&Default::default()).await?.items.len() == 3)
+    })
+    .await
+    .expect("3 pods");
+    let r = doctor(
+        &cluster.admin_kubeconfig(),
+        &[
+            "-n",
+            ns.name(),
+            "--pods-namespace",
+            ns.name(),
+            "-l",
+            "tandem.dev/no-such-node=1",
+            "--no-probe",
+        ],
+    )
+    .await;
+    let ns_name = ns.name().to_string();
+    ns.delete().await.ok();
+    let c = check(&r, "missed-injections");
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert_eq!(
+        c.summary,
+        "3 pods in opted-in namespaces run without their sidecars"
+    );
+    let subjects: Vec<&str> = c.items.iter().map(|i| i.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("Pod {ns_name}/bare (1 pod)"),
+            format!("ReplicaSet {ns_name}/web (2 pods)")
+        ]
+    );
+}

@@ -100,15 +100,10 @@ pub async fn diagnose(
     let mut checks: Vec<Check> = Vec::new();
 
     // 1. API server version.
-    let version = cluster::server_version(client).await;
-    if let Err(e) = &version
-        && e.is_fatal()
-    {
-        return Err(KubeError::Other {
-            access: Access::new("get", "/version"),
-            message: e.to_string(),
-        });
-    }
+    let version = match cluster::server_version(client).await {
+        Err(e) if e.is_fatal() => return Err(e),
+        other => other,
+    };
     checks.push(checks::apiserver_version(&version));
     let version = version.ok();
 

@@ -53,8 +53,9 @@ cd "$ROOT"
 # Every package's ignored tests are the ones that need this control plane (tandem-e2e's
 # and the e2e_* tests of the other crates); TANDEM_E2E_CARGO_ARGS="-p tandem-e2e" narrows.
 read -r -a cargo_args <<<"${TANDEM_E2E_CARGO_ARGS:---workspace}"
-cargo test "${cargo_args[@]}" --no-run
+# --tests: unit and integration tests, no doc tests (--ignored would run `ignore`d examples).
+cargo test "${cargo_args[@]}" --tests --no-run
 t3=$(date +%s)
-TANDEM_E2E_NO_START=1 cargo test "${cargo_args[@]}" -- --ignored --test-threads=1 "$@"
+TANDEM_E2E_NO_START=1 cargo test "${cargo_args[@]}" --tests -- --ignored --test-threads=1 "$@"
 t4=$(date +%s)
 log "e2e timings: build $((t1 - t0))s, control plane up $((t2 - t1))s, test compile $((t3 - t2))s, tests $((t4 - t3))s"

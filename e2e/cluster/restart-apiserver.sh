@@ -4,8 +4,8 @@
 # Usage: restart-apiserver.sh [--version vX.Y.Z] [--feature-gates A=false,B=true]
 # Without arguments it goes back to the current version with no extra gates.
 # A version other than the current one is built first if its binary is missing, and keeps
-# its objects under its own etcd prefix (it starts from an empty store); while it runs,
-# controller-manager, scheduler and kwok are stopped.
+# its objects under its own etcd prefix (it starts from an empty store). On a change of
+# version, controller-manager, scheduler and kwok (current release) are restarted too.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 take_lock
@@ -23,14 +23,16 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -f "$PKI_DIR/ca.crt" ]] || die "no control plane in $STATE_DIR: run e2e/cluster/up.sh"
 [[ -x "$(bin_path kube-apiserver "$ver")" ]] || bash "$E2E_DIR/cluster/build.sh" apiserver "$ver"
-if [[ "$ver" != "$K8S_VERSION" ]]; then
-  # The current release's controller-manager, scheduler and kwok must not run against an
-  # older API server (version skew; their watches would back off for minutes): they
-  # stop here and come back with the current release.
+running="$(sed -n 's/^TANDEM_E2E_APISERVER_VERSION=//p' "$STATE_DIR/cluster.env" 2>/dev/null || true)"
+if [[ "$ver" != "$running" ]]; then
+  # Another version: controller-manager, scheduler and kwok restart with it, so that their
+  # informers start afresh against the new server (and its separate store) instead of
+  # backing off for minutes after the outage.
   stop_procs kwok kube-scheduler kube-controller-manager
 fi
 stop_proc kube-apiserver
 start_apiserver "$ver" "$gates"
-if [[ "$ver" == "$K8S_VERSION" ]] && ! pid_of kube-controller-manager >/dev/null; then
+if ! pid_of kube-controller-manager >/dev/null; then
+  stop_procs kwok kube-scheduler
   start_controllers
 fi

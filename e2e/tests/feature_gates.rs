@@ -120,8 +120,8 @@ fn sidecar_pod(with_probe: bool) -> Pod {
 /// whether the API server kept `restartPolicy: Always`.
 async fn keeps_restart_policy(cluster: &TestCluster) -> Result<bool, String> {
     let client = cluster.client().await.map_err(|e| e.to_string())?;
-    // An old release starts from an empty store and runs without controller-manager
-    // (version skew): make the default ServiceAccount that admission looks up.
+    // An old release starts from an empty store: make sure the default ServiceAccount that
+    // admission looks up exists (the controller-manager makes it too, a moment later).
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     if sas
         .get_opt("default")

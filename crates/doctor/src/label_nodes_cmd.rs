@@ -285,6 +285,16 @@ pub async fn run_async(args: &LabelNodesArgs, out: &mut dyn Write, err: &mut dyn
         }
     };
     if !(args.once || args.dry_run) {
+        // The controller reports through tracing: log to stderr unless the binary set up
+        // its own subscriber (RUST_LOG overrides the level).
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .try_init();
         let _ = writeln!(
             err,
             "tandem label-nodes: following node changes (Ctrl-C to stop)"

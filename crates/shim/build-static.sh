@@ -4,7 +4,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 target=x86_64-unknown-linux-gnu
-out="${1:-$root/target/$target/release/tandem-shim}"
+# Own target dir by default: the size flags would otherwise rebuild the
+# workspace's shared release artifacts (and wait on their lock).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/shim-static}"
+out="${1:-$CARGO_TARGET_DIR/$target/release/tandem-shim}"
 cd "$root"
 # crt-static on the gnu target: glibc linked in statically (the musl target is
 # not installable here). The shim never calls NSS (no getpwnam/getaddrinfo on
@@ -17,7 +20,7 @@ CARGO_PROFILE_RELEASE_LTO=fat \
 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
 CARGO_PROFILE_RELEASE_PANIC=abort \
   cargo build --release --locked -p tandem-shim --target "$target"
-bin="$root/target/$target/release/tandem-shim"
+bin="$CARGO_TARGET_DIR/$target/release/tandem-shim"
 strip "$bin" 2>/dev/null || true
 if [ "$out" != "$bin" ]; then cp "$bin" "$out"; fi
 if command -v file >/dev/null; then file "$out"; fi

@@ -11,7 +11,7 @@ use tandem_kubelet_emu::{CState, Flavour, Phase, markers};
 
 /// One pod through its whole life on one flavour.
 fn lifecycle(flavour: Flavour, policy: &'static str, settle: Settle) {
-    let spec = PodSpec::new(policy, settle);
+    let spec = PodSpec::new(policy, settle).on(flavour);
     let k = run(
         &universal_pod(&spec),
         options(flavour),
@@ -123,7 +123,7 @@ fn gate_off_kubelet_rejects_universal_pods() {
 
 /// Sandbox restarts once the pod runs: init containers re-run over the old state.
 fn sandbox_restart(flavour: Flavour, policy: &'static str, settle: Settle) {
-    let mut spec = PodSpec::new(policy, settle);
+    let mut spec = PodSpec::new(policy, settle).on(flavour);
     spec.main_run_ms = 60_000; // keep the Job's main container running across restarts
     let k = run(&universal_pod(&spec), options(flavour), "sandbox");
     assert_eq!(wait_one_acting(&k), expected_actor(flavour));
@@ -190,7 +190,7 @@ fn sandbox_restart_old_timeout_job() {
 #[test]
 fn sandbox_restart_during_settle_window_on_old_kubelet() {
     let mut spec = PodSpec::new("Always", Settle::Timeout);
-    spec.settle_timeout = "2s";
+    spec.settle_timeout = "5s";
     let k = run(
         &universal_pod(&spec),
         options(Flavour::Old),
@@ -220,7 +220,7 @@ fn sandbox_restart_during_settle_window_on_old_kubelet() {
 
 /// The sidecar crashes and is restarted: the same copy acts again, never both.
 fn sidecar_crash(flavour: Flavour, settle: Settle) {
-    let mut spec = PodSpec::new("Always", settle);
+    let mut spec = PodSpec::new("Always", settle).on(flavour);
     spec.sidecar_args = vec!["sidecar".into(), "--crash-after-ms".into(), "300".into()];
     let k = run(&universal_pod(&spec), options(flavour), "crash");
     let actor = expected_actor(flavour);

@@ -10,7 +10,8 @@
 //! | native | `first-run` of this sandbox    | write `native-running`, act |
 //! | native | `native-running`               | write `native-running`, act |
 //! | native | `legacy-active`                | exit 0 (stand down; never an endless init container) |
-//! | legacy | none                           | write `legacy-active`, act |
+//! | legacy | none, settle time left         | wait (the native copy may not have run yet) |
+//! | legacy | none, no time left             | write `legacy-active`, act |
 //! | legacy | `first-run`, settle time left  | wait for the state to change |
 //! | legacy | `first-run`, no time left      | write `legacy-active`, act |
 //! | legacy | `native-running`               | `Always`: idle until terminated; else exit 0 |
@@ -97,6 +98,9 @@ pub fn decide(role: Role, found: &Observed, ctx: &Context) -> Action {
         Observed::Absent => {
             return match role {
                 Role::Native => Transition(Phase::FirstRun, Then::Exit),
+                // Without a startupProbe a 1.29+ kubelet may start the regular copy
+                // before the native copy's first run has written anything.
+                Role::Legacy if ctx.settle_time_left => WaitSettle,
                 Role::Legacy => Transition(Phase::LegacyActive, Then::Act),
             };
         }
@@ -187,6 +191,7 @@ mod tests {
         let Observed::Known(rec) = found else {
             return match (found, role) {
                 (Observed::Absent, Role::Native) => Transition(Phase::FirstRun, Then::Exit),
+                (Observed::Absent, Role::Legacy) if c.settle_time_left => WaitSettle,
                 (Observed::Absent, Role::Legacy) => Transition(Phase::LegacyActive, Then::Act),
                 _ => Fail("garbage".into()),
             };
@@ -285,6 +290,35 @@ mod tests {
                     assert_eq!(decide(Role::Native, &st, &c), Action::StandDown);
                 }
             }
+        }
+    }
+
+    /// Without a probe a 1.29+ kubelet can start the regular copy before the
+    /// native copy's first run wrote anything: the regular copy must wait.
+    #[test]
+    fn legacy_waits_when_native_has_not_run_yet() {
+        for pol in POLICIES {
+            let c = ctx(pol, true);
+            assert_eq!(
+                decide(Role::Legacy, &Observed::Absent, &c),
+                Action::WaitSettle
+            );
+            // then the native copy runs twice and acts; the regular copy stands down
+            assert_eq!(
+                decide(Role::Native, &Observed::Absent, &c),
+                Action::Transition(Phase::FirstRun, Then::Exit)
+            );
+            let st = known(Phase::FirstRun, "sb-now");
+            assert_eq!(decide(Role::Legacy, &st, &c), Action::WaitSettle);
+            assert_eq!(
+                decide(Role::Native, &st, &c),
+                Action::Transition(Phase::NativeRunning, Then::Act)
+            );
+            let st = known(Phase::NativeRunning, "sb-now");
+            assert!(matches!(
+                decide(Role::Legacy, &st, &c),
+                Action::Idle | Action::StandDown
+            ));
         }
     }
 

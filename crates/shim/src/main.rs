@@ -53,7 +53,11 @@ Durations: 250ms, 5s, 2m, 1m30s or plain seconds.
 
 /// Writes one line to stderr, prefixed so it stands out in container logs.
 pub(crate) fn log(msg: &str) {
-    eprintln!("tandem-shim: {msg}");
+    use std::io::Write;
+    // One write(2) per line: stderr is unbuffered, and lines from both copies and
+    // CMD interleave in the container log.
+    let line = format!("tandem-shim: {msg}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Parsed command line plus environment.
@@ -306,13 +310,23 @@ fn run_role(role: Role, o: &Opts) -> i32 {
             Action::WaitSettle => {
                 if !waited {
                     log(&format!(
-                        "{who}: state is first-run; waiting up to {:?} for the native copy to restart",
+                        "{who}: state is {}; waiting up to {:?} for the native copy to (re)start",
+                        short(&found),
                         o.settle
                     ));
                     waited = true;
                 }
                 drop(lock);
-                std::thread::sleep(Duration::from_millis(5));
+                // Poll the state every 5 ms, but leave at once if the pod is deleted meanwhile.
+                if let Ok(Some(sig)) = sys::wait_signal(&sigs, Duration::from_millis(5))
+                    && (sig == libc::SIGTERM || sig == libc::SIGINT)
+                {
+                    log(&format!(
+                        "{who}: {} while waiting to settle; exiting 0 without acting",
+                        sys::signal_name(sig)
+                    ));
+                    return 0;
+                }
                 continue;
             }
             Action::Transition(phase, _) => {
@@ -320,6 +334,11 @@ fn run_role(role: Role, o: &Opts) -> i32 {
                     phase: *phase,
                     sandbox: sandbox.clone(),
                 };
+                if found == Observed::Known(rec.clone()) {
+                    // A restart in the same sandbox: the state already says so; no fsync.
+                    log(&format!("{who}: state {phase} (unchanged)"));
+                    break action;
+                }
                 if let Err(e) = lock.write(&rec) {
                     log(&format!(
                         "{who}: cannot record state {phase}: {e}; not acting"

@@ -35,6 +35,10 @@ pub fn shim() -> PathBuf {
             .parent()
             .expect("bin dir")
             .to_path_buf();
+        let built = dir.join("tandem-shim");
+        if fresh(&built) {
+            return built;
+        }
         let release = dir.ends_with("release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -50,6 +54,25 @@ pub fn shim() -> PathBuf {
         p
     })
     .clone()
+}
+
+/// Whether `bin` exists and is newer than every source file of the shim
+/// (`cargo test --workspace` builds it for the shim's own integration tests).
+fn fresh(bin: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let shim = workspace().join("crates/shim");
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack = vec![shim.join("src"), shim.join("Cargo.toml")];
+    while let Some(p) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            stack.extend(rd.flatten().map(|e| e.path()));
+        } else if let Ok(t) = std::fs::metadata(&p).and_then(|m| m.modified()) {
+            newest = newest.max(t);
+        }
+    }
+    built >= newest
 }
 
 /// The emu-app binary.
@@ -95,6 +118,19 @@ pub struct PodSpec {
 }
 
 impl PodSpec {
+    /// Sets a settle timeout that keeps tests deterministic on a loaded machine:
+    /// long on a native kubelet (the native copy's restart ends the wait early,
+    /// so a long timeout costs nothing, and a slow restart cannot lose the race),
+    /// short on an old one (it always waits the whole timeout; nothing races).
+    pub fn on(mut self, flavour: Flavour) -> PodSpec {
+        self.settle_timeout = if flavour == Flavour::Native {
+            "30s"
+        } else {
+            "1s"
+        };
+        self
+    }
+
     pub fn new(policy: &'static str, settle: Settle) -> PodSpec {
         PodSpec {
             policy,

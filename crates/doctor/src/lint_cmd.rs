@@ -133,7 +133,7 @@ pub fn run_with(
     let mut documents = 0;
     for path in &paths {
         let name = if path.as_os_str() == "-" {
-            "(stdin)".to_string()
+            "stdin".to_string()
         } else {
             path.display().to_string()
         };
@@ -293,7 +293,7 @@ mod tests {
             out.contains("× TL001 job-sidecar-never-completes Job backup"),
             "{out}"
         );
-        assert!(out.contains("(stdin):1"), "{out}");
+        assert!(out.contains("(stdin:1)"), "{out}");
         for l in out.lines() {
             assert!(l.chars().count() <= 80, "{l:?}");
         }
@@ -336,7 +336,7 @@ mod tests {
         assert!(err.contains("/nonexistent/x.yaml"), "{err}");
         let (code, out, _) = run_on(&args(&["-"], OutputFormat::Text), "a: [1, 2\n");
         assert_eq!(code, 1);
-        assert!(out.contains("TL000") && out.contains("(stdin):1"), "{out}");
+        assert!(out.contains("TL000") && out.contains("(stdin:1)"), "{out}");
     }
 
     #[test]

@@ -120,11 +120,15 @@ fn unix_millis() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The knowledge being built. `knowledge` (nodes sorted by name) is the same `Arc` as the
+/// published snapshot's, so 5,000 nodes are held once; a change copies it only when
+/// readers still hold the published one (`Arc::make_mut`), and the old copy goes away
+/// with its last reader.
 #[derive(Default)]
 struct Parts {
-    nodes: BTreeMap<String, NodeFacts>,
+    knowledge: Arc<ClusterKnowledge>,
     nodes_synced: bool,
-    apiserver: Option<ApiServerFacts>,
+    apiserver_known: bool,
 }
 
 struct Shared {
@@ -136,19 +140,60 @@ impl Shared {
     fn publish(&self) {
         let snapshot = {
             let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-            match (&parts.apiserver, parts.nodes_synced) {
-                (Some(api), true) => Snapshot {
-                    knowledge: Arc::new(ClusterKnowledge {
-                        apiserver: api.clone(),
-                        nodes: parts.nodes.values().cloned().collect(),
-                        nodes_have_labels: true,
-                    }),
-                    synced: true,
-                },
-                _ => return,
+            if !(parts.nodes_synced && parts.apiserver_known) {
+                return;
+            }
+            Snapshot {
+                knowledge: parts.knowledge.clone(),
+                synced: true,
             }
         };
         self.tx.send_replace(Arc::new(snapshot));
+    }
+}
+
+impl Parts {
+    /// Inserts or replaces a node; false when nothing changed.
+    fn apply(&mut self, facts: NodeFacts) -> bool {
+        match self
+            .knowledge
+            .nodes
+            .binary_search_by(|n| n.name.as_str().cmp(&facts.name))
+        {
+            Ok(i) if self.knowledge.nodes[i] == facts => false,
+            Ok(i) => {
+                Arc::make_mut(&mut self.knowledge).nodes[i] = facts;
+                true
+            }
+            Err(i) => {
+                Arc::make_mut(&mut self.knowledge).nodes.insert(i, facts);
+                true
+            }
+        }
+    }
+
+    fn delete(&mut self, name: &str) -> bool {
+        match self
+            .knowledge
+            .nodes
+            .binary_search_by(|n| n.name.as_str().cmp(name))
+        {
+            Ok(i) => {
+                Arc::make_mut(&mut self.knowledge).nodes.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn replace_all(&mut self, mut nodes: Vec<NodeFacts>) {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        nodes.dedup_by(|a, b| a.name == b.name);
+        self.knowledge = Arc::new(ClusterKnowledge {
+            apiserver: self.knowledge.apiserver.clone(),
+            nodes,
+            nodes_have_labels: true,
+        });
     }
 }
 
@@ -184,7 +229,7 @@ async fn watch_nodes(client: Client, shared: Arc<Shared>, last_event: Arc<Atomic
     let mut stream = watcher::watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .boxed();
-    let mut pending: BTreeMap<String, NodeFacts> = BTreeMap::new();
+    let mut pending: Vec<NodeFacts> = Vec::new();
     let mut dirty = false;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -198,32 +243,26 @@ async fn watch_nodes(client: Client, shared: Arc<Shared>, last_event: Arc<Atomic
                 last_event.store(unix_millis(), Ordering::Relaxed);
                 match ev {
                     Ok(Event::Init) => pending.clear(),
-                    Ok(Event::InitApply(node)) => {
-                        let facts = to_facts(&node);
-                        pending.insert(facts.name.clone(), facts);
-                    }
+                    Ok(Event::InitApply(node)) => pending.push(to_facts(&node)),
                     Ok(Event::InitDone) => {
                         let mut parts = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
-                        parts.nodes = std::mem::take(&mut pending);
+                        parts.replace_all(std::mem::take(&mut pending));
                         let first = !parts.nodes_synced;
                         parts.nodes_synced = true;
                         if first {
-                            tracing::info!(nodes = parts.nodes.len(), "node cache synced");
+                            tracing::info!(nodes = parts.knowledge.nodes.len(), "node cache synced");
                         }
                         dirty = true;
                     }
                     Ok(Event::Apply(node)) => {
                         let facts = to_facts(&node);
                         let mut parts = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
-                        if parts.nodes.get(&facts.name) != Some(&facts) {
-                            parts.nodes.insert(facts.name.clone(), facts);
-                            dirty = true;
-                        }
+                        dirty |= parts.apply(facts);
                     }
                     Ok(Event::Delete(node)) => {
                         let name = node.metadata.name.unwrap_or_default();
                         let mut parts = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
-                        dirty |= parts.nodes.remove(&name).is_some();
+                        dirty |= parts.delete(&name);
                     }
                     Err(e) => tracing::warn!(error = %e, "node watch failed; retrying with backoff"),
                 }
@@ -267,8 +306,11 @@ async fn poll_apiserver(
                 last.store(unix_millis(), Ordering::Relaxed);
                 let changed = {
                     let mut parts = shared.parts.lock().unwrap_or_else(|p| p.into_inner());
-                    let changed = parts.apiserver.as_ref() != Some(&facts);
-                    parts.apiserver = Some(facts);
+                    let changed = !parts.apiserver_known || parts.knowledge.apiserver != facts;
+                    if changed {
+                        Arc::make_mut(&mut parts.knowledge).apiserver = facts;
+                    }
+                    parts.apiserver_known = true;
                     changed
                 };
                 if changed {
@@ -323,6 +365,32 @@ mod tests {
         assert_eq!(n.name, "x");
         assert!(n.kubelet.is_none());
         assert_eq!(n.labels.get("a").map(String::as_str), Some("b"));
+    }
+
+    fn facts(name: &str, version: &str) -> NodeFacts {
+        node_facts(&json!({"kind": "Node", "metadata": {"name": name},
+            "status": {"nodeInfo": {"kubeletVersion": version}}}))
+    }
+
+    #[test]
+    fn parts_keep_nodes_sorted_and_copy_only_when_shared() {
+        let mut p = Parts::default();
+        p.replace_all(vec![
+            facts("b", "v1.30.0"),
+            facts("a", "v1.28.0"),
+            facts("b", "v1.30.0"),
+        ]);
+        assert_eq!(p.knowledge.nodes.len(), 2);
+        assert!(!p.apply(facts("a", "v1.28.0")), "unchanged");
+        let published = p.knowledge.clone();
+        assert!(p.apply(facts("c", "v1.33.0")));
+        assert!(p.apply(facts("a", "v1.29.0")));
+        assert_eq!(published.nodes.len(), 2, "readers keep their snapshot");
+        let names: Vec<&str> = p.knowledge.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(p.delete("b"));
+        assert!(!p.delete("zz"));
+        assert_eq!(p.knowledge.nodes.len(), 2);
     }
 
     #[tokio::test]

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Load benchmark of tandem's webhook (see bench/README.md, "webhook"): builds the webhook
+# (the `webhook` example of tandem-webhook: the same server as `tandem webhook`) and the
+# load generator (crates/webhook/benches/webhook_load.rs) in release mode, pins the
+# webhook to core 0 and the generator to core 1 with taskset, and reports latency
+# percentiles at a fixed rate, a rate sweep, resident memory idle and with N nodes in
+# the cache, and the binary size. Traffic stays on 127.0.0.1; every run is bounded.
+#
+#   bash bench/webhook-load/run.sh            # RATE=1000 SECONDS=20 NODES=5000
+#   KUBECONFIG=/tmp/tw-e2e/admin.kubeconfig WATCH=1 bash bench/webhook-load/run.sh
+#       # also: RSS with the nodes watched from a real API server (creates NODES nodes)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+RATE="${RATE:-1000}"
+SECS="${SECONDS_PER_RUN:-20}"
+NODES="${NODES:-5000}"
+SWEEP="${SWEEP:-1000,2000,3000,4000,5000,6000,8000}"
+PORT="${PORT:-18443}"
+WORK="$(mktemp -d)"
+trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+[[ "${SKIP_BUILD:-0}" == 1 ]] || cargo build --release -q -p tandem-webhook --example webhook --bench webhook_load
+SERVER="$ROOT/target/release/examples/webhook"
+LOAD="$(ls -t "$ROOT"/target/release/deps/webhook_load-* | grep -v '\.d$' | head -1)"
+echo "binary: $(du -h "$SERVER" | cut -f1) ($SERVER)"
+
+rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
+
+start() { # args...
+  taskset -c 0 "$SERVER" --listen "127.0.0.1:$PORT" --log-format json "$@" >"$WORK/ca.pem" 2>"$WORK/server.log" &
+  PID=$!
+  for _ in $(seq 50); do [[ -s "$WORK/ca.pem" ]] && break; sleep 0.1; done
+  sleep 0.5
+}
+stop() { kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
+load() { taskset -c 1 "$LOAD" "$@" --addr "127.0.0.1:$PORT" --ca "$WORK/ca.pem"; }
+
+echo "== mode native, no cluster"
+start --cluster never --mode native
+echo "RSS idle: $(rss "$PID")"
+load run --rate "$RATE" --seconds "$SECS"
+echo "RSS after ${RATE}/s: $(rss "$PID")"
+load sweep --rates "$SWEEP" --seconds 10
+stop
+
+echo "== mode auto, $NODES nodes (fixed knowledge from a file)"
+taskset -c 1 "$LOAD" nodes "$NODES" >"$WORK/nodes.json"
+start --cluster never --mode auto --nodes "$WORK/nodes.json"
+echo "RSS idle with $NODES nodes: $(rss "$PID")"
+load run --rate "$RATE" --seconds "$SECS"
+echo "RSS after ${RATE}/s: $(rss "$PID")"
+stop
+
+if [[ "${WATCH:-0}" == 1 ]]; then
+  echo "== mode auto, $NODES nodes watched from the API server at ${KUBECONFIG:?}"
+  taskset -c 1 "$LOAD" create-nodes "$NODES"
+  start --cluster required --mode auto --events false
+  for _ in $(seq 120); do
+    curl -sk "https://127.0.0.1:$PORT/readyz" | grep -q ok && break
+    sleep 0.5
+  done
+  curl -sk "https://127.0.0.1:$PORT/metrics" | grep -E '^tandem_webhook_nodes_cached'
+  echo "RSS synced: $(rss "$PID")"
+  load run --rate "$RATE" --seconds "$SECS"
+  echo "RSS after ${RATE}/s: $(rss "$PID")"
+  stop
+fi

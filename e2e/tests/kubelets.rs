@@ -835,3 +835,157 @@ fn auto_never_gives_the_128_node_a_native_sidecar_and_its_job_completes() {
         "legacy sidecar is not stopped: {ev:#?}"
     );
 }
+
+/// Kills a pod's sandbox (its pause container) through the node's containerd, as a node
+/// problem would: the kubelet makes a new sandbox and runs the init containers again.
+fn kill_sandbox(env: &Env, node: &str, pod_uid: &str) {
+    let sock = env.state.join(node).join("containerd.sock");
+    let sock = sock.to_str().expect("utf-8 path");
+    let filter = format!(
+        "labels.\"io.kubernetes.pod.uid\"=={pod_uid},labels.\"io.cri-containerd.kind\"==sandbox"
+    );
+    let ids = run(
+        Command::new("ctr").args([
+            "-a",
+            sock,
+            "-n",
+            "k8s.io",
+            "containers",
+            "ls",
+            "-q",
+            &filter,
+        ]),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    assert!(
+        !ids.is_empty(),
+        "no sandbox found for pod {pod_uid} on {node}"
+    );
+    for id in ids {
+        // The sandbox of the last incarnation may already be gone: ignore errors.
+        let _ = run(
+            Command::new("ctr").args([
+                "-a", sock, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id,
+            ]),
+            None,
+        );
+    }
+}
+
+fn wait_ready(env: &Env, ns: &Ns, name: &str, secs: u64) -> Value {
+    wait_for(&format!("pod {name} Ready"), secs, || {
+        let p = env.get_json(&["pod", name, "-n", &ns.name])?;
+        p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            .then_some(p)
+    })
+}
+
+#[test]
+#[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
+fn old_kubelet_sandbox_restart_reruns_init_and_the_pod_comes_back() {
+    // PRODUCT.md: after a sandbox restart on an old kubelet the init containers run again,
+    // and the native copy must exit 0 at once on the stale `legacy-active` marker.
+    let Some(env) = env_or_skip() else { return };
+    let ns = Ns::new(&env, "old-sandbox");
+    let doc = env.inject(
+        &pod(&ns, "p", Some(OLD), "Always", &[("APP_SECONDS", "forever")]),
+        UNIVERSAL,
+    );
+    create(&env, &doc);
+    let p = wait_ready(&env, &ns, "p", 120);
+    let uid = p["metadata"]["uid"].as_str().expect("uid").to_string();
+    kill_sandbox(&env, OLD, &uid);
+    // Back to Ready with a new sandbox: the app restarted, init containers ran again.
+    let p = wait_for("pod p Ready again after the sandbox restart", 180, || {
+        let p = env.get_json(&["pod", "p", "-n", &ns.name])?;
+        let st = statuses(&p);
+        let restarted = st.get("app")?["restartCount"].as_u64()? >= 1;
+        let ready = p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        (restarted && ready).then_some(p)
+    });
+    let st = statuses(&p);
+    assert_eq!(
+        st["helper"]["state"]["terminated"]["exitCode"], 0,
+        "{:#?}",
+        st["helper"]
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let ev = events(&ns, "p");
+    eprintln!("events: {ev:#?}");
+    // Every sidecar start is by the regular copy, and one at a time: each start after the
+    // first follows a SIGTERM of the previous one.
+    let starts: Vec<&String> = ev
+        .iter()
+        .filter(|l| l.starts_with("sidecar start"))
+        .collect();
+    assert!(starts.len() >= 2, "the regular copy acted again: {ev:#?}");
+    assert!(
+        starts
+            .iter()
+            .all(|l| *l == "sidecar start state=legacy-active"),
+        "{ev:#?}"
+    );
+    let mut running = 0;
+    for l in &ev {
+        if l.starts_with("sidecar start") {
+            running += 1;
+        } else if l.starts_with("sidecar sigterm") {
+            running -= 1;
+        }
+        assert!(running <= 1, "two acting copies at once: {ev:#?}");
+    }
+    env.kubectl_ok(
+        &["delete", "pod", "p", "-n", &ns.name, "--timeout=120s"],
+        None,
+    );
+}
+
+#[test]
+#[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
+fn current_kubelet_sandbox_restart_native_copy_acts_again() {
+    let Some(env) = env_or_skip() else { return };
+    let ns = Ns::new(&env, "new-sandbox");
+    let doc = env.inject(
+        &pod(&ns, "p", Some(NEW), "Always", &[("APP_SECONDS", "forever")]),
+        UNIVERSAL,
+    );
+    create(&env, &doc);
+    let p = wait_ready(&env, &ns, "p", 120);
+    let uid = p["metadata"]["uid"].as_str().expect("uid").to_string();
+    kill_sandbox(&env, NEW, &uid);
+    wait_for("pod p Ready again after the sandbox restart", 180, || {
+        let p = env.get_json(&["pod", "p", "-n", &ns.name])?;
+        let restarted = statuses(&p).get("app")?["restartCount"].as_u64()? >= 1;
+        let ready = p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        (restarted && ready).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let ev = events(&ns, "p");
+    eprintln!("events: {ev:#?}");
+    let starts: Vec<&String> = ev
+        .iter()
+        .filter(|l| l.starts_with("sidecar start"))
+        .collect();
+    assert!(starts.len() >= 2, "the sidecar acted again: {ev:#?}");
+    assert!(
+        starts
+            .iter()
+            .all(|l| *l == "sidecar start state=native-running"),
+        "{ev:#?}"
+    );
+    env.kubectl_ok(
+        &["delete", "pod", "p", "-n", &ns.name, "--timeout=120s"],
+        None,
+    );
+}

@@ -85,8 +85,17 @@ pub struct LabelReport {
     pub changes: Vec<Change>,
     /// Nodes left alone because nothing is known about them.
     pub unknown: Vec<String>,
-    /// Patches that failed, with the error.
-    pub failed: Vec<(String, String)>,
+    /// Patches that failed.
+    pub failed: Vec<FailedPatch>,
+}
+
+/// A node whose patch failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedPatch {
+    /// The node.
+    pub node: String,
+    /// The error.
+    pub error: String,
 }
 
 fn desired_for(o: &NodeObservation) -> Option<labels::Desired> {
@@ -136,7 +145,10 @@ pub async fn label_once(
                 if e.forbidden().is_some() || e.is_fatal() {
                     return Err(e);
                 }
-                report.failed.push((change.node.clone(), e.to_string()));
+                report.failed.push(FailedPatch {
+                    node: change.node.clone(),
+                    error: e.to_string(),
+                });
                 continue;
             }
             report.changes.push(change);
@@ -166,7 +178,7 @@ pub fn render_text(r: &LabelReport) -> String {
             "",
         ));
     }
-    for (n, e) in &r.failed {
+    for FailedPatch { node: n, error: e } in &r.failed {
         s.push_str(&crate::text::wrap_first(
             &format!("node {n}: patch failed: {e}"),
             "× ",

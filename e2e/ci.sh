@@ -12,7 +12,7 @@ ROOT="$(cd "$E2E_DIR/.." && pwd)"
 # Its own state dir and ports, so that it never stops a control plane a developer (or
 # another session in the same tree) keeps up at the defaults (e2e/.state, 26400).
 export TANDEM_E2E_STATE="${TANDEM_E2E_STATE:-$E2E_DIR/.state-ci}"
-export TANDEM_E2E_PORT_BASE="${TANDEM_E2E_PORT_BASE:-25400}"
+export TANDEM_E2E_PORT_BASE="${TANDEM_E2E_PORT_BASE:-22400}"
 source "$E2E_DIR/cluster/lib.sh"
 
 # --- tools: openssl and curl from Debian; Go must be there (the machine image has it).

@@ -2,12 +2,11 @@
 //! grace period before SIGKILL, pass the exit code through; and the idle loop.
 //!
 //! Signals are blocked in `main` before anything else and collected with
-//! `sigtimedwait`, so there are no async signal handlers. The child clears the
-//! mask between fork and exec ([`sys::unblock_in_child`]), so CMD starts with no
-//! signal blocked and the dispositions the shim itself was given.
+//! `sigtimedwait`, so there are no async signal handlers. CMD is started with
+//! `posix_spawnp` ([`sys::spawn`]) with an empty signal mask, so it starts with
+//! no signal blocked and the dispositions the shim itself was given.
 
 use std::io;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -30,20 +29,14 @@ pub struct Options {
 
 /// Spawns CMD and supervises it until it ends. Returns the shim's exit code.
 pub fn run(cmd: &[String], sigs: &SignalSet, opts: &Options) -> i32 {
-    let Some((prog, args)) = cmd.split_first() else {
+    let Some(prog) = cmd.first() else {
         crate::log("no command given after `--`");
         return 2;
     };
-    let mut command = Command::new(prog);
-    command.args(args);
-    sys::unblock_in_child(&mut command);
-    let child = match command.spawn() {
-        Ok(c) => c,
+    let pid = match sys::spawn(cmd) {
+        Ok(pid) => pid,
         Err(e) => return spawn_error(prog, &e),
     };
-    let pid = child.id() as i32;
-    // We reap with waitpid ourselves; std's Child must not wait as well.
-    drop(child);
     supervise(pid, sigs, opts)
 }
 

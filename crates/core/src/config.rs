@@ -70,14 +70,27 @@ pub struct UniversalConfig {
 }
 
 /// Settings of `legacy` mode.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LegacyConfig {
     /// In pods whose `restartPolicy` isn't `Always` (Jobs), run legacy sidecars under
     /// `tandem-shim legacy`, which stops them once the main containers have finished so
-    /// that the Job completes. Needs `get pods` for the pod's service account.
-    #[serde(default)]
+    /// that the Job completes. Needs `get pods` for the pod's service account. On by
+    /// default: a plain legacy sidecar keeps a Job from ever completing.
+    #[serde(default = "yes")]
     pub job_completion: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for LegacyConfig {
+    fn default() -> Self {
+        Self {
+            job_completion: true,
+        }
+    }
 }
 
 /// Whether the native copy of a universal sidecar gets a startupProbe.

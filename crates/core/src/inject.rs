@@ -382,7 +382,22 @@ impl<'a> Build<'a> {
                             let c = self.regular_copy(s, shim, name, true);
                             regular_new.push(c);
                         }
-                        _ => regular_new.push(legacy_sidecar(s)),
+                        _ => {
+                            if self.pod_restart_policy() != "Always" {
+                                self.warnings.push(format!(
+                                    "legacy sidecar {name:?} in a pod with restartPolicy {}: it \
+                                     keeps running after the main containers finish, so the Job \
+                                     never completes ({})",
+                                    self.pod_restart_policy(),
+                                    if self.config.legacy.job_completion {
+                                        "it has no command for tandem-shim to wrap"
+                                    } else {
+                                        "legacy.jobCompletion is off"
+                                    }
+                                ));
+                            }
+                            regular_new.push(legacy_sidecar(s));
+                        }
                     }
                 }
             }

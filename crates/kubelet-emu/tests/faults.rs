@@ -344,3 +344,78 @@ fn install_copies_itself_atomically() {
     let o = out(shim_cmd(&dir, &["install", "/nonexistent-dir/x"]));
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// (pid, ppid, state) of every process.
+fn procs() -> Vec<(u32, u32, char)> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let st = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        out.push((pid, ppid, st));
+    }
+    out
+}
+
+/// As PID 1 of its own PID namespace (as in a container), the shim reaps orphans
+/// that CMD leaves behind. Skipped where `unshare --pid` is not permitted.
+#[test]
+fn reaps_orphans_as_pid_1() {
+    let ok = Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIP: unshare --pid not permitted here");
+        return;
+    }
+    let dir = acting_dir();
+    let ready = dir.join("orphans-gone");
+    // Two orphans are re-parented to PID 1 (the shim) and exit; CMD keeps running.
+    let script = format!(
+        "(sleep 0.1 &); (sleep 0.1 &); sleep 0.6; touch {}; sleep 30",
+        ready.display()
+    );
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork"])
+        .arg(shim())
+        .args(["native", "--state-dir"])
+        .arg(&dir)
+        .args(["--", "sh", "-c", &script])
+        .env("TANDEM_SANDBOX_ID", "sb-1")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let end = Instant::now() + LONG;
+    while !ready.exists() {
+        assert!(Instant::now() < end, "CMD never got ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let all = procs();
+    let shim_pid = all
+        .iter()
+        .find(|(_, ppid, _)| *ppid == child.id())
+        .map(|(pid, _, _)| *pid)
+        .expect("shim under unshare");
+    let zombies: Vec<_> = all
+        .iter()
+        .filter(|(_, ppid, st)| *ppid == shim_pid && *st == 'Z')
+        .collect();
+    assert!(
+        zombies.is_empty(),
+        "unreaped children of the shim: {zombies:?}"
+    );
+    sys::kill(shim_pid, libc::SIGTERM);
+    let st = child.wait().expect("wait");
+    // unshare passes on the shim's exit: CMD's SIGTERM death, 128+15.
+    assert_eq!(st.code(), Some(143));
+}

@@ -768,7 +768,7 @@ fn kubelet_128_rejects_universal_too() {
 
 #[test]
 #[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
-fn auto_never_gives_the_128_node_a_native_sidecar_and_its_job_completes() {
+fn auto_never_gives_the_128_node_a_native_sidecar_and_the_pod_runs_there() {
     let Some(env) = env_or_skip() else { return };
     let ns = Ns::new(&env, "k128-auto");
     let nodes = env.state.join("nodes.json");

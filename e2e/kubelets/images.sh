@@ -61,7 +61,7 @@ build() {
   local shim="${TANDEM_SHIM_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/tandem-shim}"
   [[ -x "$shim" ]] || bash "$ROOT/crates/shim/build-static.sh" >&2
   cp "$shim" "$tmp/tandem/tandem-shim"
-  local cli="${TANDEM_STATIC_CLI_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/tandem}"
+  local cli="${TANDEM_STATIC_CLI_BIN:-$ROOT/target/static-cli/x86_64-unknown-linux-gnu/release/tandem}"
   if [[ -x "$cli" ]] && ! readelf -d "$cli" 2>/dev/null | grep -q NEEDED; then
     cp "$cli" "$tmp/tandem/tandem"
   else

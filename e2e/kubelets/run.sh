@@ -7,7 +7,8 @@
 # e2e/tests/kubelets.rs, and always tears everything down. Prints the durations.
 # Extra arguments go to the test binary (e.g. a test name filter).
 # Environment: TANDEM_KUBELETS_STATE (default /var/lib/tandem-kubelets),
-# TANDEM_KUBELETS_KEEP_STATE=1 (keep logs), TANDEM_KUBELET_NODES="k-new k-old" (a subset).
+# TANDEM_KUBELETS_KEEP_STATE=1 (keep logs), TANDEM_KUBELET_NODES="k-new k-old" (a subset),
+# TANDEM_KUBELETS_STATIC_CLI=1 (also build a static `tandem` into tandem's image).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROOT="$(cd "$KUBELETS_DIR/../.." && pwd)"
@@ -31,6 +32,11 @@ bash "$KUBELETS_DIR/../cluster/build.sh" current
 bash "$KUBELETS_DIR/build.sh"
 t1=$(date +%s)
 (cd "$ROOT" && nice -n 10 cargo build --release -q -p tandem && bash crates/shim/build-static.sh >/dev/null)
+if [[ "${TANDEM_KUBELETS_STATIC_CLI:-0}" == 1 ]]; then
+  # tandem itself, statically linked, for tandem's image (the pods only need the shim).
+  (cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$ROOT/target/static-cli" \
+    nice -n 10 cargo build --release -q -p tandem --target x86_64-unknown-linux-gnu)
+fi
 bash "$KUBELETS_DIR/images.sh" build
 t2=$(date +%s)
 

@@ -47,7 +47,9 @@ busybox_rootfs() { # busybox_rootfs <dir>: /bin/busybox and its applets as symli
 
 build() {
   command -v gcc >/dev/null || die "gcc is needed for the pause binary (apt-get install gcc libc6-dev)"
-  [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || die "/bin/busybox must be Debian's busybox-static"
+  if [[ ! -x /bin/busybox ]] || ldd /bin/busybox >/dev/null 2>&1; then
+    die "/bin/busybox must be Debian's busybox-static"
+  fi
   mkdir -p "$IMAGES_DIR"
   local tmp; tmp="$(mktemp -d)"
   # pause: what registry.k8s.io/pause does (sleep until a signal, reap orphans), static.

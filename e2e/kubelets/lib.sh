@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sourced: the variables are used by the scripts
 # Shared settings for e2e/kubelets (sourced, not run): state dir, ports, node names,
 # and the control plane's settings (e2e/cluster/lib.sh, pointed at our own state dir and
 # port base so that it never collides with another developer's running cluster).

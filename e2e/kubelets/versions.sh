@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sourced: the variables are used by the scripts
 # Shared settings for e2e/kubelets (sourced, not run): which kubelets, and which Go
 # toolchain builds each (empty = the machine's Go).
 KUBELET_NEW="${TANDEM_KUBELET_NEW:-v1.36.3}"   # native sidecars on (GA)

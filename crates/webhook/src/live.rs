@@ -226,7 +226,7 @@ pub fn node_facts(node: &Value) -> NodeFacts {
 
 async fn watch_nodes(client: Client, shared: Arc<Shared>, last_event: Arc<AtomicI64>) {
     let api: Api<Node> = Api::all(client);
-    let mut stream = watcher::watcher(api, watcher::Config::default().any_semantic())
+    let mut stream = watcher::watcher(api, watcher::Config::default().page_size(250))
         .default_backoff()
         .boxed();
     let mut pending: Vec<NodeFacts> = Vec::new();

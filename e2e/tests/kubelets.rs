@@ -989,3 +989,54 @@ fn current_kubelet_sandbox_restart_native_copy_acts_again() {
         None,
     );
 }
+
+/// The output of a container's first run, from the node's pod log directory (the API
+/// server cannot reach the kubelets: nodes have no address here).
+fn container_log(env: &Env, node: &str, pod: &Value, container: &str) -> String {
+    let dir = format!(
+        "{}_{}_{}",
+        pod["metadata"]["namespace"].as_str().unwrap_or_default(),
+        pod["metadata"]["name"].as_str().unwrap_or_default(),
+        pod["metadata"]["uid"].as_str().unwrap_or_default()
+    );
+    let path = env
+        .state
+        .join(node)
+        .join("var-log-pods")
+        .join(dir)
+        .join(container)
+        .join("0.log");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+#[ignore = "needs real kubelets: bash e2e/kubelets/run.sh"]
+fn tandems_image_runs_on_a_real_kubelet() {
+    // tandem's image as built by images.sh: the static shim always, the static tandem CLI
+    // when run.sh was asked for it (TANDEM_KUBELETS_STATIC_CLI=1).
+    let Some(env) = env_or_skip() else { return };
+    let ns = Ns::new(&env, "image");
+    let mut containers = vec![json!({"name": "shim", "image": "tandem.local/tandem:e2e",
+        "imagePullPolicy": "Never", "command": ["/tandem-shim", "--version"]})];
+    let cli = std::env::var("TANDEM_KUBELETS_STATIC_CLI").as_deref() == Ok("1");
+    if cli {
+        containers.push(json!({"name": "tandem", "image": "tandem.local/tandem:e2e",
+            "imagePullPolicy": "Never", "command": ["/tandem", "--version"]}));
+    }
+    let doc = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "img", "namespace": ns.name},
+        "spec": {"nodeName": NEW, "hostNetwork": true, "restartPolicy": "Never",
+                 "containers": containers}});
+    create(&env, &doc);
+    let p = wait_for("pod img Succeeded", 120, || {
+        let p = env.get_json(&["pod", "img", "-n", &ns.name])?;
+        assert_ne!(p["status"]["phase"], "Failed", "{}", p["status"]);
+        (p["status"]["phase"] == "Succeeded").then_some(p)
+    });
+    let log = container_log(&env, NEW, &p, "shim");
+    assert!(log.contains("tandem-shim "), "{log}");
+    if cli {
+        let log = container_log(&env, NEW, &p, "tandem");
+        assert!(log.contains("tandem "), "{log}");
+    }
+}

@@ -17,6 +17,10 @@ SECS="${SECONDS_PER_RUN:-20}"
 NODES="${NODES:-5000}"
 SWEEP="${SWEEP:-1000,2000,3000,4000,5000,6000,8000}"
 PORT="${PORT:-18443}"
+AUTO_RATE="${AUTO_RATE:-100}"
+# RT=1: both sides SCHED_FIFO (chrt) so that other work on the shared cores doesn't
+# preempt them; the runs are bounded (seconds), and each side idles between requests.
+PRIO=(); [[ "${RT:-0}" == 1 ]] && PRIO=(chrt -f 10)
 WORK="$(mktemp -d)"
 trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -28,19 +32,25 @@ echo "binary: $(du -h "$SERVER" | cut -f1) ($SERVER)"
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 
 start() { # args...
-  taskset -c 0 "$SERVER" --listen "127.0.0.1:$PORT" --log-format json "$@" >"$WORK/ca.pem" 2>"$WORK/server.log" &
+  "${PRIO[@]}" taskset -c 0 "$SERVER" --listen "127.0.0.1:$PORT" --log-format json "$@" >"$WORK/ca.pem" 2>"$WORK/server.log" &
   PID=$!
   for _ in $(seq 50); do [[ -s "$WORK/ca.pem" ]] && break; sleep 0.1; done
   sleep 0.5
 }
 stop() { kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
-load() { taskset -c 1 "$LOAD" "$@" --addr "127.0.0.1:$PORT" --ca "$WORK/ca.pem"; }
+server_hist() { # the server's own view: time in the handler, from /metrics
+  curl -sk "https://127.0.0.1:$PORT/metrics" | grep -E 'request_duration_seconds_(bucket|sum|count)\{.*outcome="injected"' |
+    awk '/_sum/ {s=$2} /_count/ {c=$2} /_bucket/ {b[++n]=$0} END {printf "server-side: mean %.1f us over %d requests; ", s/c*1e6, c;
+      for (i=1;i<=n;i++) { split(b[i], a, "le=\""); split(a[2], q, "\""); split(b[i], v, "} "); printf "<=%ss:%.4f ", q[1], v[2]/c } print "" }'
+}
+load() { "${PRIO[@]}" taskset -c 1 "$LOAD" "$@" --addr "127.0.0.1:$PORT" --ca "$WORK/ca.pem"; }
 
 echo "== mode native, no cluster"
 start --cluster never --mode native
 echo "RSS idle: $(rss "$PID")"
 load run --rate "$RATE" --seconds "$SECS"
 echo "RSS after ${RATE}/s: $(rss "$PID")"
+server_hist
 load sweep --rates "$SWEEP" --seconds 10
 stop
 
@@ -48,8 +58,8 @@ echo "== mode auto, $NODES nodes (fixed knowledge from a file)"
 taskset -c 1 "$LOAD" nodes "$NODES" >"$WORK/nodes.json"
 start --cluster never --mode auto --nodes "$WORK/nodes.json"
 echo "RSS idle with $NODES nodes: $(rss "$PID")"
-load run --rate "$RATE" --seconds "$SECS"
-echo "RSS after ${RATE}/s: $(rss "$PID")"
+load run --rate "$AUTO_RATE" --seconds 10
+echo "RSS after ${AUTO_RATE}/s: $(rss "$PID")"
 stop
 
 if [[ "${WATCH:-0}" == 1 ]]; then
@@ -62,7 +72,7 @@ if [[ "${WATCH:-0}" == 1 ]]; then
   done
   curl -sk "https://127.0.0.1:$PORT/metrics" | grep -E '^tandem_webhook_nodes_cached'
   echo "RSS synced: $(rss "$PID")"
-  load run --rate "$RATE" --seconds "$SECS"
-  echo "RSS after ${RATE}/s: $(rss "$PID")"
+  load run --rate "$AUTO_RATE" --seconds 10
+  echo "RSS after ${AUTO_RATE}/s: $(rss "$PID")"
   stop
 fi

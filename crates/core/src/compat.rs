@@ -94,6 +94,24 @@ fn gate_words(gate: Option<bool>) -> &'static str {
     }
 }
 
+/// [`kubelet`]'s verdict without its explanation: a few comparisons, for the hot path
+/// (the webhook classifies thousands of candidate nodes per pod).
+pub fn kubelet_behaviour(version: Option<&KubeVersion>, gate: Option<bool>) -> KubeletBehaviour {
+    use KubeletBehaviour::*;
+    match version {
+        None => match gate {
+            Some(true) => RunsSidecars,
+            Some(false) => RejectsPod,
+            None => Unknown,
+        },
+        Some(v) => match feature_on(v, gate) {
+            None => IgnoresField,
+            Some(true) => RunsSidecars,
+            Some(false) => RejectsPod,
+        },
+    }
+}
+
 /// What a kubelet of this version, with this gate reading, does with a native sidecar.
 pub fn kubelet(version: Option<&KubeVersion>, gate: Option<bool>) -> Verdict<KubeletBehaviour> {
     use KubeletBehaviour::*;
@@ -271,6 +289,14 @@ mod tests {
         for (ver, gate, want) in cases {
             let got = kubelet(Some(&v(ver)), *gate);
             assert_eq!(got.behaviour, *want, "{ver} gate={gate:?}: {}", got.why);
+            assert_eq!(
+                kubelet_behaviour(Some(&v(ver)), *gate),
+                *want,
+                "{ver} fast path"
+            );
+        }
+        for gate in [None, Some(true), Some(false)] {
+            assert_eq!(kubelet_behaviour(None, gate), kubelet(None, gate).behaviour);
         }
         assert_eq!(kubelet(None, None).behaviour, K::Unknown);
         assert_eq!(kubelet(None, Some(true)).behaviour, K::RunsSidecars);

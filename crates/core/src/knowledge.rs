@@ -154,9 +154,14 @@ impl NodeFacts {
         })
     }
 
-    /// What this node's kubelet does with a native sidecar.
+    /// What this node's kubelet does with a native sidecar, and why.
     pub fn behaviour(&self) -> Verdict<KubeletBehaviour> {
         compat::kubelet(self.kubelet.as_ref(), self.gate)
+    }
+
+    /// What this node's kubelet does with a native sidecar (no explanation: cheap).
+    pub fn behaviour_kind(&self) -> KubeletBehaviour {
+        compat::kubelet_behaviour(self.kubelet.as_ref(), self.gate)
     }
 
     /// `name (v1.28.3)` or just the version for nameless nodes.

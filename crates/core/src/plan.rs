@@ -146,7 +146,7 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
     // Classify each candidate; unknown kubelets fall back on the skew rule.
     let mut groups: [Vec<&NodeFacts>; 4] = Default::default();
     for node in &candidates {
-        let mut b = node.behaviour().behaviour;
+        let mut b = node.behaviour_kind();
         if b == KubeletBehaviour::Unknown {
             b = skew.behaviour;
         }
@@ -241,15 +241,14 @@ pub fn risks(p: Placement, spec: &Value, k: &ClusterKnowledge) -> Vec<String> {
         .into_iter()
         .map(|i| &k.nodes[i])
         .collect();
-    let by = |b: KubeletBehaviour| -> Vec<&NodeFacts> {
-        candidates
-            .iter()
-            .copied()
-            .filter(|n| n.behaviour().behaviour == b)
-            .collect()
-    };
-    let rejects = by(KubeletBehaviour::RejectsPod);
-    let ignores = by(KubeletBehaviour::IgnoresField);
+    let (mut rejects, mut ignores) = (Vec::new(), Vec::new());
+    for n in candidates {
+        match n.behaviour_kind() {
+            KubeletBehaviour::RejectsPod => rejects.push(n),
+            KubeletBehaviour::IgnoresField => ignores.push(n),
+            _ => {}
+        }
+    }
     match p {
         Placement::Native | Placement::Universal if !rejects.is_empty() => out.push(format!(
             "{p}: {} would reject this pod (InitContainerRestartPolicyForbidden)",

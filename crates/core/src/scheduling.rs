@@ -7,100 +7,156 @@ use crate::knowledge::{NodeFacts, Taint};
 
 /// The nodes (by position in `nodes`) that a pod spec can be scheduled on.
 pub fn candidates(spec: &Value, nodes: &[NodeFacts], nodes_have_labels: bool) -> Vec<usize> {
+    let selection = NodeSelection::of(spec);
     (0..nodes.len())
-        .filter(|&i| can_land_on(spec, &nodes[i], nodes_have_labels))
+        .filter(|&i| selection.admits(&nodes[i], nodes_have_labels))
         .collect()
 }
 
 /// True when the pod spec may be placed on this node. Nodes known only by a version
 /// (no labels) match every pod.
 pub fn can_land_on(spec: &Value, node: &NodeFacts, nodes_have_labels: bool) -> bool {
-    if let Some(name) = spec.get("nodeName").and_then(Value::as_str)
-        && !name.is_empty()
-    {
-        return !nodes_have_labels || node.name == name;
-    }
-    if !nodes_have_labels {
-        return true;
-    }
-    matches_node_selector(spec, node)
-        && matches_required_affinity(spec, node)
-        && tolerates(spec, node)
+    NodeSelection::of(spec).admits(node, nodes_have_labels)
 }
 
-fn matches_node_selector(spec: &Value, node: &NodeFacts) -> bool {
-    let Some(selector) = spec.get("nodeSelector").and_then(Value::as_object) else {
-        return true;
-    };
-    selector
-        .iter()
-        .all(|(k, v)| node.labels.get(k).map(String::as_str) == v.as_str())
+/// A pod's node selection, read once from its spec so that thousands of nodes can be
+/// matched against it without re-reading JSON or allocating per node.
+struct NodeSelection<'a> {
+    node_name: Option<&'a str>,
+    selector: Vec<(&'a str, Option<&'a str>)>,
+    /// `None`: no required node affinity. Terms are ORed.
+    terms: Option<Vec<Term<'a>>>,
+    tolerations: &'a [Value],
 }
 
-fn matches_required_affinity(spec: &Value, node: &NodeFacts) -> bool {
-    let Some(terms) = spec
-        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
-        .and_then(Value::as_array)
-    else {
-        return true;
-    };
-    // Terms are ORed; an empty or null term matches nothing.
-    terms.iter().any(|term| term_matches(term, node))
+/// One node selector term: requirements ANDed; empty matches nothing.
+struct Term<'a> {
+    labels: Vec<Requirement<'a>>,
+    /// Requirements on `metadata.name` (the only field the scheduler supports).
+    names: Vec<Requirement<'a>>,
+    empty: bool,
 }
 
-fn term_matches(term: &Value, node: &NodeFacts) -> bool {
-    let exprs = term.get("matchExpressions").and_then(Value::as_array);
-    let fields = term.get("matchFields").and_then(Value::as_array);
-    if exprs.is_none_or(Vec::is_empty) && fields.is_none_or(Vec::is_empty) {
-        return false;
+struct Requirement<'a> {
+    key: &'a str,
+    operator: &'a str,
+    values: Vec<&'a str>,
+}
+
+impl<'a> NodeSelection<'a> {
+    fn of(spec: &'a Value) -> Self {
+        let node_name = spec
+            .get("nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty());
+        let selector = spec
+            .get("nodeSelector")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+            .unwrap_or_default();
+        let terms = spec
+            .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+            .and_then(Value::as_array)
+            .map(|terms| terms.iter().map(Term::of).collect());
+        let tolerations = spec
+            .get("tolerations")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Self {
+            node_name,
+            selector,
+            terms,
+            tolerations,
+        }
     }
-    let labels_ok = exprs.into_iter().flatten().all(|e| {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-        requirement_matches(e, node.labels.get(key).map(String::as_str))
-    });
-    let fields_ok = fields.into_iter().flatten().all(|e| {
-        match e.get("key").and_then(Value::as_str) {
-            Some("metadata.name") => requirement_matches(e, Some(&node.name)),
-            // The scheduler supports no other field; be generous with what we can't judge.
+
+    fn admits(&self, node: &NodeFacts, nodes_have_labels: bool) -> bool {
+        if let Some(name) = self.node_name {
+            return !nodes_have_labels || node.name == name;
+        }
+        if !nodes_have_labels {
+            return true;
+        }
+        let selector_ok = self
+            .selector
+            .iter()
+            .all(|(k, v)| node.labels.get(*k).map(String::as_str) == *v);
+        selector_ok
+            && self
+                .terms
+                .as_ref()
+                .is_none_or(|terms| terms.iter().any(|t| t.matches(node)))
+            && tolerates(self.tolerations, node)
+    }
+}
+
+impl<'a> Term<'a> {
+    fn of(term: &'a Value) -> Self {
+        let list = |key: &str| -> Vec<Requirement<'a>> {
+            term.get(key)
+                .and_then(Value::as_array)
+                .map(|es| es.iter().map(Requirement::of).collect())
+                .unwrap_or_default()
+        };
+        let labels = list("matchExpressions");
+        let fields = list("matchFields");
+        let empty = labels.is_empty() && fields.is_empty();
+        // The scheduler supports no field but metadata.name; be generous with others.
+        let names = fields
+            .into_iter()
+            .filter(|r| r.key == "metadata.name")
+            .collect();
+        Self {
+            labels,
+            names,
+            empty,
+        }
+    }
+
+    fn matches(&self, node: &NodeFacts) -> bool {
+        !self.empty
+            && self
+                .labels
+                .iter()
+                .all(|r| r.matches(node.labels.get(r.key).map(String::as_str)))
+            && self.names.iter().all(|r| r.matches(Some(&node.name)))
+    }
+}
+
+impl<'a> Requirement<'a> {
+    fn of(expr: &'a Value) -> Self {
+        Self {
+            key: expr.get("key").and_then(Value::as_str).unwrap_or_default(),
+            operator: expr
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            values: expr
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|vs| vs.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn matches(&self, actual: Option<&str>) -> bool {
+        let as_int = |s: &str| s.parse::<i64>().ok();
+        let bound = self.values.first().and_then(|v| as_int(v));
+        match self.operator {
+            "In" => actual.is_some_and(|a| self.values.contains(&a)),
+            "NotIn" => actual.is_none_or(|a| !self.values.contains(&a)),
+            "Exists" => actual.is_some(),
+            "DoesNotExist" => actual.is_none(),
+            "Gt" => matches!((actual.and_then(as_int), bound), (Some(a), Some(b)) if a > b),
+            "Lt" => matches!((actual.and_then(as_int), bound), (Some(a), Some(b)) if a < b),
+            // An operator we don't know: assume the pod may land here (the cautious answer).
             _ => true,
         }
-    });
-    labels_ok && fields_ok
-}
-
-fn requirement_matches(expr: &Value, actual: Option<&str>) -> bool {
-    let values: Vec<&str> = expr
-        .get("values")
-        .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let as_int = |s: &str| s.parse::<i64>().ok();
-    match expr
-        .get("operator")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-    {
-        "In" => actual.is_some_and(|a| values.contains(&a)),
-        "NotIn" => actual.is_none_or(|a| !values.contains(&a)),
-        "Exists" => actual.is_some(),
-        "DoesNotExist" => actual.is_none(),
-        "Gt" => {
-            matches!((actual.and_then(as_int), values.first().and_then(|v| as_int(v))), (Some(a), Some(b)) if a > b)
-        }
-        "Lt" => {
-            matches!((actual.and_then(as_int), values.first().and_then(|v| as_int(v))), (Some(a), Some(b)) if a < b)
-        }
-        // An operator we don't know: assume the pod may land here (the cautious answer).
-        _ => true,
     }
 }
 
-fn tolerates(spec: &Value, node: &NodeFacts) -> bool {
-    let tolerations: &[Value] = spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+fn tolerates(tolerations: &[Value], node: &NodeFacts) -> bool {
     node.taints
         .iter()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")

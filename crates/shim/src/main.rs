@@ -279,6 +279,7 @@ fn role_name(r: Role) -> &'static str {
 
 fn run_role(role: Role, o: &Opts) -> i32 {
     // Block the signals first: from here on they queue for the supervisor.
+    sys::reset_dispositions();
     let sigs = sys::SignalSet::supervisor();
     if let Err(e) = sigs.block() {
         log(&format!("cannot block signals: {e}"));

@@ -18,6 +18,19 @@ pub const FORWARDED: [i32; 6] = [
     libc::SIGUSR2,
 ];
 
+/// Puts the forwarded signals and SIGCHLD back to their default dispositions. An
+/// inherited `SIG_IGN` (a parent run under `nohup`, or a runtime that ignores SIGHUP)
+/// would otherwise discard them even while blocked, so [`wait_signal`] never sees
+/// them, and an ignored SIGCHLD makes the kernel reap CMD behind our back.
+pub fn reset_dispositions() {
+    for s in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
+        // SAFETY: setting a valid signal to SIG_DFL installs no handler code.
+        unsafe {
+            libc::signal(s, libc::SIG_DFL);
+        }
+    }
+}
+
 /// A set of signals that the calling thread blocks and collects with [`wait_signal`].
 pub struct SignalSet(libc::sigset_t);
 
@@ -85,6 +98,10 @@ pub fn spawn(argv: &[String]) -> io::Result<i32> {
         let mut dfl: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut dfl);
         libc::sigaddset(&mut dfl, libc::SIGPIPE);
+        // CMD starts with default dispositions for what we forward, whatever ours were.
+        for s in FORWARDED {
+            libc::sigaddset(&mut dfl, s);
+        }
         libc::posix_spawnattr_setsigmask(&mut attr, &empty);
         libc::posix_spawnattr_setsigdefault(&mut attr, &dfl);
         libc::posix_spawnattr_setflags(

@@ -172,6 +172,18 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": APP},
             "subjects": [{"kind": "ServiceAccount", "name": APP, "namespace": ns}]
         }),
+        // For tandem-shim in Jobs (universal copies, legacy sidecars with jobCompletion):
+        // it reads its own pod to see the main containers finish. Granted per namespace
+        // by the user, with a RoleBinding to the Job's service account.
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {
+                "name": "tandem-shim-pod-reader",
+                "labels": labels,
+                "annotations": {"tandem.dev/usage": "kubectl create rolebinding tandem-shim -n NAMESPACE --clusterrole=tandem-shim-pod-reader --serviceaccount=NAMESPACE:SERVICEACCOUNT"}
+            },
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+        }),
         json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "tandem-config", "namespace": ns, "labels": labels},
@@ -511,6 +523,11 @@ mod tests {
         ] {
             assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
         }
+        let reader = find(&objs, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == "tandem-shim-pod-reader")
+            .expect("the shim's pod-reader role");
+        assert_eq!(reader["rules"][0]["verbs"], json!(["get"]));
         let dep = find(&objs, "Deployment")[0];
         assert_eq!(dep["spec"]["replicas"], 2);
         assert!(dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"].is_object());

@@ -10,15 +10,15 @@
 //! - Pure: [`checks`] (the doctor's verdicts), [`webhooks`] (which webhooks see a Pod
 //!   CREATE, what the dry-run probe showed), [`labels`] (node label and evidence),
 //!   [`lint`] (rules TL000–TL006), [`resources`] and [`quantity`] (effective requests the
-//!   scheduler's way), [`report`] (statuses, exit codes, text and JSON), [`install`]
-//!   (the labeller's Deployment and RBAC), [`text`] (80-column wrapping).
+//!   scheduler's way), [`report`] (statuses, exit codes, text and JSON), [`text`]
+//!   (80-column wrapping). The labeller's Deployment and RBAC are rendered by
+//!   `tandem install --with-label-nodes` (`tandem-webhook`).
 //! - Commands: [`doctor_cmd`], [`label_nodes_cmd`], [`lint_cmd`]. Each has a clap `Args`
 //!   struct and a `run` function that returns the process exit code, so the `tandem`
 //!   binary stays thin. [`scan`] reads nodes for the first two.
 
 pub mod checks;
 pub mod doctor_cmd;
-pub mod install;
 pub mod label_nodes_cmd;
 pub mod labels;
 pub mod lint;

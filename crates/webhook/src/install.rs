@@ -85,8 +85,9 @@ pub struct InstallArgs {
     /// powerful permission: without it, it judges from kubelet versions alone).
     #[arg(long, requires = "with_label_nodes")]
     pub label_nodes_node_metrics: bool,
-    /// Arguments of the label-nodes container (after the image's entrypoint).
-    #[arg(long, value_delimiter = ',', default_value = "label-nodes,--watch")]
+    /// Extra arguments of the label-nodes controller, after `label-nodes` (comma
+    /// separated, e.g. `--selector=pool=general`).
+    #[arg(long, value_delimiter = ',')]
     pub label_nodes_args: Vec<String>,
 }
 
@@ -422,6 +423,18 @@ fn label_nodes(args: &InstallArgs) -> Vec<Value> {
     }
     let mut pod_labels = labels.clone();
     pod_labels["tandem.dev/inject"] = json!("disabled");
+    // `tandem label-nodes` runs as a controller by default; without nodes/proxy it must
+    // not try the kubelet metrics it may not read.
+    let metrics = if args.label_nodes_node_metrics {
+        "auto"
+    } else {
+        "never"
+    };
+    let mut container_args = vec![
+        json!("label-nodes"),
+        json!(format!("--node-metrics={metrics}")),
+    ];
+    container_args.extend(args.label_nodes_args.iter().map(|a| json!(a)));
     let (pod_sc, container_sc) = pod_security();
     vec![
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
@@ -447,7 +460,7 @@ fn label_nodes(args: &InstallArgs) -> Vec<Value> {
                         "containers": [{
                             "name": "label-nodes",
                             "image": args.image,
-                            "args": args.label_nodes_args,
+                            "args": container_args,
                             "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
                                           "limits": {"memory": "128Mi"}},
                             "securityContext": container_sc
@@ -611,7 +624,7 @@ mod tests {
         let deps = find(&objs, "Deployment");
         assert_eq!(deps.len(), 2);
         assert_eq!(deps[0]["spec"]["replicas"], 3);
-        assert!(deps[0].to_string().contains("--mode=legacy"));
+        assert!(deps[0].to_string().contains("--mode=legacy"), "{}", deps[0]);
         let roles = find(&objs, "ClusterRole");
         let ln = roles
             .iter()

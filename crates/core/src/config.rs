@@ -251,10 +251,11 @@ impl Config {
                 .unwrap_or_default();
             let problem = if !volume.is_object() {
                 Some("must be a Volume object".to_string())
-            } else if let Err(e) =
-                serde_json::from_value::<k8s_openapi::api::core::v1::Volume>(volume.clone())
-            {
-                Some(format!("not a valid Volume: {e}"))
+            } else if let Err(errs) = crate::validate::validate_volume(volume) {
+                Some(format!(
+                    "not a valid Volume: {}",
+                    crate::validate::join(&errs)
+                ))
             } else if dns1123_label_problem(name).is_some() {
                 Some(format!("name {name:?} is not a valid volume name"))
             } else if !volume_names.insert(name) {
@@ -295,23 +296,10 @@ pub fn sidecar_name(sidecar: &Value) -> &str {
     sidecar.get("name").and_then(Value::as_str).unwrap_or("")
 }
 
-/// Checks that a raw container is one Kubernetes would accept as a sidecar.
+/// Checks that a raw container is one Kubernetes would accept as a sidecar: strictly
+/// (unknown fields, quantities, enums), every problem named by its field.
 fn validate_container(c: &Value) -> Result<(), String> {
-    if !c.is_object() {
-        return Err("must be a Container object".into());
-    }
-    // Typed decoding checks every known field's type; the raw value is what we keep.
-    serde_json::from_value::<k8s_openapi::api::core::v1::Container>(c.clone())
-        .map_err(|e| format!("not a valid Container: {e}"))?;
-    let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-    if let Some(problem) = dns1123_label_problem(name) {
-        return Err(format!("name {name:?} {problem}"));
-    }
-    match c.get("image").and_then(Value::as_str) {
-        Some(image) if !image.trim().is_empty() => {}
-        _ => return Err("image is required".into()),
-    }
-    Ok(())
+    crate::validate::validate_container(c).map_err(|errs| crate::validate::join(&errs))
 }
 
 /// Why `name` is not a DNS-1123 label (a container name), or `None` if it is one.
@@ -422,7 +410,27 @@ mod tests {
             ("sidecars: [{name: p}]", "image is required"),
             (
                 "sidecars: [{name: p, image: x, ports: 80}]",
-                "not a valid Container",
+                "ports: invalid type",
+            ),
+            (
+                "sidecars: [{name: p, image: x, imagePullPolcy: Always}]",
+                "sidecars[0] (p): imagePullPolcy: unknown field (did you mean imagePullPolicy?)",
+            ),
+            (
+                "sidecars: [{name: p, image: x, resorces: {limits: {cpu: 1}}}]",
+                "resorces: unknown field",
+            ),
+            (
+                "sidecars: [{name: p, image: x, resources: {limits: {cpu: lots}}}]",
+                "resources.limits.cpu: \"lots\" is not a quantity",
+            ),
+            (
+                "sidecars: [{name: p, image: x, imagePullPolicy: Sometimes}]",
+                "imagePullPolicy: \"Sometimes\" is not one of",
+            ),
+            (
+                "sidecars: [{name: p, image: x}]\nvolumes: [{name: v, emptyDri: {}}]",
+                "volumes[0]: not a valid Volume: emptyDri: unknown field",
             ),
             (
                 "sidecars: [{name: p, image: x}, {name: p, image: z}]",
@@ -437,9 +445,12 @@ mod tests {
     }
 
     #[test]
-    fn unknown_container_fields_are_kept_raw() {
-        let c = Config::from_yaml("sidecars: [{name: p, image: x, futureField: {a: 1}}]").unwrap();
-        assert_eq!(c.sidecars[0]["futureField"]["a"], 1);
+    fn unknown_container_fields_are_errors() {
+        // The README promises strict validation: a typo is never silently ignored.
+        let err = Config::from_yaml("sidecars: [{name: p, image: x, futureField: {a: 1}}]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("futureField: unknown field"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod names;
 pub mod patch;
 pub mod plan;
 pub mod scheduling;
+pub mod validate;
 pub mod version;
 pub mod workload;
 

@@ -11,6 +11,7 @@
 //! | TL004 | sidecar-after-init-container | warning |
 //! | TL005 | effective-requests | info |
 //! | TL006 | bad-quantity | error |
+//! | TL007 | invalid-container | error |
 
 use serde::Serialize;
 use serde_json::Value;
@@ -101,6 +102,12 @@ pub const RULES: &[Rule] = &[
         name: "bad-quantity",
         severity: Severity::Error,
         summary: "a resource quantity that is not valid",
+    },
+    Rule {
+        id: "TL007",
+        name: "invalid-container",
+        severity: Severity::Error,
+        summary: "a container the API server refuses: unknown fields (typos), bad enums, ports or missing required fields",
     },
 ];
 
@@ -475,6 +482,35 @@ pub fn lint_pod(
         }
     }
 
+    // TL007: containers checked strictly, as tandem checks configured sidecars.
+    for (list, items) in [("initContainers", &inits), ("containers", &containers)] {
+        for (i, c) in items.iter().enumerate() {
+            let Err(errs) = tandem_core::validate::validate_container(c) else {
+                continue;
+            };
+            for e in errs.iter().filter(|e| {
+                // Quantities are TL006's; restartPolicy is TL003's (init containers) and
+                // has newer meanings on regular containers.
+                !(e.field.starts_with("resources.") || e.field == "restartPolicy")
+            }) {
+                let at = if e.field.is_empty() {
+                    field(list, i)
+                } else {
+                    format!("{}.{}", field(list, i), e.field)
+                };
+                out.push(finding(
+                    "TL007",
+                    object,
+                    &at,
+                    format!("container {:?}: {e}", container_name(c)),
+                    "fix the field as the message says (kubectl's strict field validation and \
+                     the API server refuse it)"
+                        .into(),
+                ));
+            }
+        }
+    }
+
     // TL005 / TL006: effective requests.
     match resources::effective(spec) {
         Err(e) => out.push(finding(
@@ -716,6 +752,53 @@ mod tests {
         let f = lint_document(&list, &LintOptions::default());
         assert_eq!(ids(&f), ["TL001"]);
         assert_eq!(f[0].field, "items[0].spec.template.spec.containers[1]");
+    }
+
+    #[test]
+    fn invalid_containers_are_named_by_field() {
+        let doc = json!({"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": {"spec": {
+            "initContainers": [{"name": "proxy", "image": "envoy", "restartPolicy": "Always",
+                                "imagePullPolcy": "Always"}],
+            "containers": [{"name": "app", "image": "x", "resorces": {"limits": {"cpu": "1"}},
+                            "ports": [{"containerPort": 80, "protocol": "tcp"}],
+                            "resources": {"limits": {"cpu": "lots"}}}]}}}});
+        let f = lint_document(&doc, &LintOptions::default());
+        let fields: Vec<(&str, &str)> = f.iter().map(|f| (f.rule, f.field.as_str())).collect();
+        assert!(
+            fields.contains(&(
+                "TL007",
+                "spec.template.spec.initContainers[0].imagePullPolcy"
+            )),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&("TL007", "spec.template.spec.containers[0].resorces")),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&(
+                "TL007",
+                "spec.template.spec.containers[0].ports[0].protocol"
+            )),
+            "{fields:?}"
+        );
+        // The bad quantity is TL006's, reported once.
+        assert_eq!(
+            f.iter().filter(|f| f.message.contains("lots")).count(),
+            1,
+            "{f:?}"
+        );
+        assert!(f.iter().any(|f| f.rule == "TL006"), "{fields:?}");
+        let typo = f
+            .iter()
+            .find(|f| f.field.ends_with("imagePullPolcy"))
+            .unwrap();
+        assert!(
+            typo.message.contains("did you mean imagePullPolicy"),
+            "{}",
+            typo.message
+        );
+        assert_eq!(typo.severity, Severity::Error);
     }
 
     #[test]

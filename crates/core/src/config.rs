@@ -36,11 +36,30 @@ pub struct Config {
     /// How `tandem-shim` gets into the sidecar's container.
     #[serde(default)]
     pub shim: ShimConfig,
+    /// What happens to sidecar ports in `hostNetwork: true` pods.
+    #[serde(default)]
+    pub host_network_ports: HostNetworkPorts,
     /// The sidecars: ordinary Kubernetes `Container` objects, kept raw.
     pub sidecars: Vec<Value>,
     /// Volumes the sidecars mount: ordinary Kubernetes `Volume` objects, kept raw.
     #[serde(default)]
     pub volumes: Vec<Value>,
+}
+
+/// What happens to the sidecars' `ports` in a `hostNetwork: true` pod, where the API
+/// server makes every `containerPort` a `hostPort` and the scheduler counts them (for
+/// restartable init containers too): the same sidecar port in two host-network
+/// workloads (node-exporter, filebeat…) leaves one unschedulable on every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostNetworkPorts {
+    /// Leave the sidecars' ports out (named ports in their probes become numbers) and warn.
+    #[default]
+    Drop,
+    /// Refuse to inject such a pod (an error naming the pod and the ports).
+    Refuse,
+    /// Inject the ports as configured and warn.
+    Keep,
 }
 
 /// What `auto` falls back to where native sidecars can't be trusted everywhere.

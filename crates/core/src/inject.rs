@@ -11,7 +11,7 @@ use json_patch::PatchOperation;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::config::{Config, ShimDelivery, duration_text, sidecar_name};
+use crate::config::{Config, HostNetworkPorts, ShimDelivery, duration_text, sidecar_name};
 use crate::knowledge::ClusterKnowledge;
 use crate::mode::{Mode, Placement};
 use crate::names::{self, env};
@@ -414,6 +414,9 @@ impl<'a> Build<'a> {
                 }
             }
         }
+        if self.pod.spec.get("hostNetwork") == Some(&Value::Bool(true)) {
+            self.host_network_ports(&mut init_new, &mut regular_new)?;
+        }
         self.check_volumes(&volumes_new)?;
 
         // Native sidecars (and the shim installer) go right after the configured
@@ -679,6 +682,99 @@ impl<'a> Build<'a> {
             }
         }
         c
+    }
+
+    /// In a `hostNetwork: true` pod the API server makes every `containerPort` a
+    /// `hostPort`, and the scheduler counts the host ports of regular and restartable
+    /// init containers: a sidecar port injected into two host-network workloads makes
+    /// one of them unschedulable on every node. `hostNetworkPorts` says what to do.
+    fn host_network_ports(
+        &mut self,
+        init_new: &mut [Value],
+        regular_new: &mut [Value],
+    ) -> Result<(), InjectError> {
+        let mut affected: Vec<(String, Vec<String>)> = Vec::new();
+        for c in init_new.iter().chain(regular_new.iter()) {
+            let Some(ports) = c.get("ports").and_then(Value::as_array) else {
+                continue;
+            };
+            if ports.is_empty() {
+                continue;
+            }
+            let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+            let list: Vec<String> = ports
+                .iter()
+                .map(|p| {
+                    let number = p.get("containerPort").map(ToString::to_string);
+                    let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                    format!("{}/{proto}", number.unwrap_or_default())
+                })
+                .collect();
+            affected.push((name.to_string(), list));
+        }
+        if affected.is_empty() {
+            return Ok(());
+        }
+        let what = affected
+            .iter()
+            .map(|(n, ps)| format!("{n:?} ({})", ps.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let why = "in a hostNetwork pod the API server makes every containerPort a hostPort \
+                   and the scheduler counts them, so another host-network workload with the same \
+                   sidecar could not be scheduled on the same node";
+        match self.config.host_network_ports {
+            HostNetworkPorts::Refuse => {
+                return Err(self.pod.error(
+                    &Path::root().join(["spec", "hostNetwork"]),
+                    format!(
+                        "sidecar ports of {what}: {why} (hostNetworkPorts: refuse); set \
+                         hostNetworkPorts: drop, or opt the pod out with the label \
+                         tandem.dev/inject: disabled"
+                    ),
+                ));
+            }
+            HostNetworkPorts::Keep => {
+                self.warnings.push(format!(
+                    "hostNetwork pod: sidecar ports of {what} kept as configured \
+                     (hostNetworkPorts: keep): {why}"
+                ));
+            }
+            HostNetworkPorts::Drop => {
+                for c in init_new.iter_mut().chain(regular_new.iter_mut()) {
+                    let obj = as_object(c);
+                    let Some(Value::Array(ports)) = obj.remove("ports") else {
+                        continue;
+                    };
+                    // Probes and hooks that named a dropped port get its number.
+                    let named: HashMap<String, Value> = ports
+                        .iter()
+                        .filter_map(|p| {
+                            Some((
+                                p.get("name")?.as_str()?.to_string(),
+                                p.get("containerPort")?.clone(),
+                            ))
+                        })
+                        .collect();
+                    for key in [
+                        "startupProbe",
+                        "livenessProbe",
+                        "readinessProbe",
+                        "lifecycle",
+                    ] {
+                        if let Some(v) = obj.get_mut(key) {
+                            resolve_named_ports(v, &named);
+                        }
+                    }
+                }
+                self.warnings.push(format!(
+                    "hostNetwork pod: sidecar ports of {what} left out (hostNetworkPorts: drop): \
+                     {why}. The sidecar still listens in the node's network namespace, so two \
+                     such pods on one node must not use the same port"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// ANDs `tandem.dev/native-sidecars In [true]` into every required node selector

@@ -14,6 +14,7 @@ mod supervise;
 mod sys;
 
 use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -541,7 +542,16 @@ fn probe(o: &Opts) -> i32 {
 fn wait(o: &Opts) -> i32 {
     let code = wait_inner(o);
     let sd = StateDir::new(&o.state_dir);
-    let _ = std::fs::write(sd.waited_marker(&state::sandbox_id()), format!("{code}\n"));
+    // Non-blocking and no symlinks: a FIFO planted at the marker must not hang the hook.
+    let marker = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(sd.waited_marker(&state::sandbox_id()));
+    if let Ok(mut f) = marker {
+        let _ = std::io::Write::write_all(&mut f, format!("{code}\n").as_bytes());
+    }
     code
 }
 

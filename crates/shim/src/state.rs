@@ -160,14 +160,20 @@ impl StateDir {
         self.path.join(format!(".waited.{safe}"))
     }
 
-    /// Takes the exclusive lock (blocking) on the directory itself.
+    /// Takes the exclusive lock (blocking) on the directory itself. The directory is
+    /// opened non-blocking and must be one (`O_DIRECTORY`): a FIFO there would otherwise
+    /// block the open forever.
     pub fn lock(&self) -> io::Result<Locked<'_>> {
-        let f = File::open(&self.path).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot open state directory {}: {e}", self.path.display()),
-            )
-        })?;
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&self.path)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open state directory {}: {e}", self.path.display()),
+                )
+            })?;
         f.lock().map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -180,10 +186,17 @@ impl StateDir {
         })
     }
 
-    /// Reads the state without the lock (atomic thanks to rename).
+    /// Reads the state without the lock (atomic thanks to rename). The file is opened
+    /// non-blocking and must be a regular file: a FIFO, socket or device at `DIR/state`
+    /// is reported as unknown state instead of hanging the reader (and, under the lock,
+    /// the other copy).
     pub fn read(&self) -> Observed {
         let path = self.file();
-        let f = match File::open(&path) {
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path);
+        let f = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Distinguish "no file yet" from "no directory at all".
@@ -200,6 +213,17 @@ impl StateDir {
             }
             Err(e) => return Observed::Unknown(format!("cannot open {}: {e}", path.display())),
         };
+        match f.metadata() {
+            Ok(m) if m.file_type().is_file() => {}
+            Ok(m) => {
+                return Observed::Unknown(format!(
+                    "{} is {}, not a regular file",
+                    path.display(),
+                    file_kind(&m.file_type())
+                ));
+            }
+            Err(e) => return Observed::Unknown(format!("cannot stat {}: {e}", path.display())),
+        }
         let mut buf = Vec::with_capacity(96);
         // Bound the read: a valid record is short.
         if let Err(e) = f.take(4096).read_to_end(&mut buf) {
@@ -213,6 +237,26 @@ impl StateDir {
                 String::from_utf8_lossy(&buf[..buf.len().min(120)])
             )),
         }
+    }
+}
+
+/// `a FIFO`, `a socket`, … for messages about a file that should be a regular one.
+pub fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -232,9 +276,9 @@ impl Locked<'_> {
         };
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)
             .map_err(|e| ctx("create a temp file", e))?;
         f.write_all(rec.encode().as_bytes())

@@ -268,6 +268,24 @@ impl Locked<'_> {
 
     /// Replaces the state atomically: temp file, fsync, rename, fsync directory.
     pub fn write(&self, rec: &Record) -> io::Result<()> {
+        self.put(rec, None)
+    }
+
+    /// Writes `first-run` and exits with `code` right after the rename: nothing (no
+    /// directory fsync, no log line, no unlock, no destructor) between the moment the
+    /// record is in place and the exit, so that a native copy killed there — on an old
+    /// kubelet it would be retried and act as an endless init container — is as unlikely
+    /// as it can be. The directory fsync is not needed for this record: it only matters
+    /// across a node crash, after which the boot id (part of the sandbox id) differs and
+    /// a `first-run` of the old boot means "detect again" anyway. Returns only on error.
+    pub fn write_and_exit(&self, rec: &Record, code: i32) -> io::Error {
+        match self.put(rec, Some(code)) {
+            Ok(()) => io::Error::other("exit after write did not happen"),
+            Err(e) => e,
+        }
+    }
+
+    fn put(&self, rec: &Record, exit_after_rename: Option<i32>) -> io::Result<()> {
         let dir = &self.dir.path;
         self.remove_stale_temps();
         let tmp = dir.join(format!("{TMP_PREFIX}{}", std::process::id()));
@@ -293,7 +311,11 @@ impl Locked<'_> {
             // between the temp write and the rename.
             crate::sys::stop_self();
         }
-        fs::rename(&tmp, self.dir.file()).map_err(|e| {
+        let renamed = fs::rename(&tmp, self.dir.file());
+        if let (Ok(()), Some(code)) = (&renamed, exit_after_rename) {
+            crate::sys::exit_now(code);
+        }
+        renamed.map_err(|e| {
             let _ = fs::remove_file(&tmp);
             ctx("rename the temp file", e)
         })?;

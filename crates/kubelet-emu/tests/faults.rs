@@ -492,3 +492,55 @@ fn a_fifo_at_the_state_file_or_dir_hangs_nothing() {
         assert_ne!(o.status.code(), Some(0), "{args:?}");
     }
 }
+
+#[test]
+fn the_native_first_run_exits_right_after_its_rename() {
+    // issue 15, the old-kubelet window: a native copy killed after `first-run` is in
+    // place but before it exits is retried by an old kubelet and acts as an endless init
+    // container. The window is every system call between the rename and exit_group
+    // (the directory fsync took milliseconds on disk): there must be none.
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: strace is not installed (apt-get install strace)");
+        return;
+    }
+    for dir in [scratch("fault-exit-disk"), {
+        let p = Path::new("/dev/shm").join(format!("tandem-exit-{}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("mkdir");
+        p
+    }] {
+        let trace = dir.with_extension("trace");
+        let mut c = Command::new("strace");
+        c.args(["-qq", "-o"])
+            .arg(&trace)
+            .arg(shim())
+            .args(["native", "--", "true"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("TANDEM_STATE_DIR", &dir)
+            .env("TANDEM_SANDBOX_ID", "sb-1")
+            .stdin(Stdio::null());
+        let o = out(c);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(state(&dir).is_some_and(|s| s.contains("first-run")));
+        // Only medium: Memory is supported; a disk-backed state directory is warned about.
+        assert_eq!(
+            stderr(&o).contains("is not a tmpfs"),
+            !dir.starts_with("/dev/shm"),
+            "{}",
+            stderr(&o)
+        );
+        let text = std::fs::read_to_string(&trace).expect("trace");
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .rposition(|l| l.starts_with("rename") && l.contains("/state\""))
+            .unwrap_or_else(|| panic!("no rename of the state file in:\n{text}"));
+        assert!(
+            lines[at + 1].starts_with("exit_group(0)"),
+            "system calls between the first-run rename and the exit:\n{}",
+            lines[at..].join("\n")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&trace);
+    }
+}

@@ -148,6 +148,13 @@ start_apiserver() {
     --allow-privileged=true --profiling=false --v="${TANDEM_E2E_VERBOSITY:-1}"
   )
   [[ -z "$gates" ]] || args+=(--feature-gates="$gates")
+  # From 1.37 the default endpoint reconciler refuses a loopback advertise address
+  # ("cannot use public IP 127.0.0.1 with endpoint reconciler"); nothing here needs the
+  # `kubernetes` Service's endpoints, so turn the reconciler off there.
+  local minor="${ver#v1.}"; minor="${minor%%.*}"
+  if [[ "$minor" =~ ^[0-9]+$ ]] && ((minor >= 37)); then
+    args+=(--endpoint-reconciler-type=none)
+  fi
   # shellcheck disable=SC2206 # deliberate word splitting of extra flags
   [[ -z "${TANDEM_APISERVER_EXTRA_ARGS:-}" ]] || args+=($TANDEM_APISERVER_EXTRA_ARGS)
   {

@@ -53,9 +53,36 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `tandem … | head`: the reader is gone; end quietly, as a filter should.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tandem: error: {e:#}");
+            eprintln!("tandem: error: {}", chain_text(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: a cause whose text an outer
+/// message already quotes (`TLS configuration: {source}`) is not repeated.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// True when writing to stdout failed because its reader went away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -325,9 +325,14 @@ pub async fn run_async(
             .map_err(std::io::Error::other)
             .and_then(|s| writeln!(out, "{s}")),
     };
-    if let Err(e) = written {
-        let _ = writeln!(err, "tandem doctor: writing the report: {e}");
-        return 2;
+    match written {
+        // `tandem doctor | head`: the reader is gone; end quietly.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            let _ = writeln!(err, "tandem doctor: writing the report: {e}");
+            return 2;
+        }
+        Ok(()) => {}
     }
     report.exit_code
 }

@@ -86,3 +86,43 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that quotes its source in its own message, as many libraries' do.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "TLS configuration: {}", self.0)
+        }
+    }
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_is_printed_once() {
+        let e = anyhow::Error::new(Quoting(std::io::Error::other("KeyMismatch")))
+            .context("loading cert.pem and key.pem");
+        assert_eq!(format!("{e:#}").matches("KeyMismatch").count(), 2);
+        assert_eq!(
+            chain_text(&e),
+            "loading cert.pem and key.pem: TLS configuration: KeyMismatch"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_text(&plain), "outer: inner");
+    }
+
+    #[test]
+    fn broken_pipes_are_recognised_through_context() {
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("cannot write to stdout");
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
+}

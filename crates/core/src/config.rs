@@ -347,12 +347,16 @@ pub mod duration_text {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    /// Parses `500ms`, `5s`, `1.5s`, `2m`, `1m30s`, `1h`.
+    /// Parses Go's (and so kubectl's) duration form: `500ms`, `5s`, `1.5s`, `2m`,
+    /// `1m30s`, `1h`, `250us`, `0`.
     pub fn parse(text: &str) -> Result<Duration, String> {
         let bad = || format!("{text:?} is not a duration (e.g. 500ms, 5s, 2m, 1m30s)");
         let mut rest = text.trim();
         if rest.is_empty() {
             return Err(bad());
+        }
+        if rest == "0" {
+            return Ok(Duration::ZERO);
         }
         let mut total = 0f64;
         while !rest.is_empty() {
@@ -365,6 +369,8 @@ pub mod duration_text {
                 .find(|c: char| c.is_ascii_digit() || c == '.')
                 .unwrap_or(rest.len());
             let scale = match &rest[..unit_end] {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
                 "ms" => 0.001,
                 "s" => 1.0,
                 "m" => 60.0,
@@ -375,6 +381,15 @@ pub mod duration_text {
             rest = &rest[unit_end..];
         }
         Ok(Duration::from_secs_f64(total))
+    }
+
+    /// Parses a command-line timeout as kubectl does (`--request-timeout`): a duration
+    /// (`30s`, `1m`, `0`) or a bare number of seconds (`30`).
+    pub fn parse_flag(text: &str) -> Result<Duration, String> {
+        match text.trim().parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => parse(text).map_err(|e| format!("{e}, or a number of seconds")),
+        }
     }
 
     /// Writes a duration the way [`parse`] reads it.
@@ -489,6 +504,17 @@ mod tests {
         for bad in ["", "5", "s", "5 s", "5x", "-1s"] {
             assert!(duration_text::parse(bad).is_err(), "{bad}");
         }
+        // kubectl's forms (issue 15: `--request-timeout 30s` was refused).
+        assert_eq!(duration_text::parse("0").unwrap(), Duration::ZERO);
+        assert_eq!(duration_text::parse("250us").unwrap().as_micros(), 250);
+        for (text, ms) in [("30s", 30_000), ("30", 30_000), ("1m", 60_000), ("0", 0)] {
+            assert_eq!(
+                duration_text::parse_flag(text).unwrap().as_millis(),
+                ms,
+                "{text}"
+            );
+        }
+        assert!(duration_text::parse_flag("soon").is_err());
         assert_eq!(duration_text::format(Duration::from_millis(1500)), "1500ms");
         assert_eq!(duration_text::format(Duration::from_secs(5)), "5s");
     }

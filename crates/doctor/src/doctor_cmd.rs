@@ -28,9 +28,15 @@ pub struct DoctorArgs {
     /// Which cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Namespace in which the webhook check dry-runs its probe pod (never persisted).
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
+    /// The namespace to check, as kubectl's -n: the webhook check dry-runs its probe pod
+    /// there (never persisted), and only its pods are looked at for stuck pods and missed
+    /// injections. Default: the probe in `default`, pods in every namespace.
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Look at pods in every namespace, as kubectl's -A (the default without -n; with -n,
+    /// only the probe pod uses that namespace).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
     /// Extra label for the probe pod, KEY=VALUE (repeatable): label it like the
     /// workloads whose injection you want to test.
     #[arg(long = "probe-label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -41,11 +47,17 @@ pub struct DoctorArgs {
     /// Skip the dry-run probe (the webhook check then only lists webhooks).
     #[arg(long)]
     pub no_probe: bool,
-    /// Look for stuck pods and missed injections only in this namespace (default: all).
+    /// Look for stuck pods and missed injections only in this namespace (overrides -n
+    /// and -A for pods).
     #[arg(long, value_name = "NAMESPACE")]
     pub pods_namespace: Option<String>,
-    /// Only check nodes matching this label selector.
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    /// Only check nodes matching this label selector (as `label-nodes -l`).
+    #[arg(
+        short = 'l',
+        long = "selector",
+        visible_alias = "node-selector",
+        value_name = "SELECTOR"
+    )]
     pub node_selector: Option<String>,
     /// When to read each kubelet's SidecarContainers metric (needs get nodes/proxy).
     #[arg(long, value_enum, default_value_t = NodeMetrics::Auto)]
@@ -53,9 +65,11 @@ pub struct DoctorArgs {
     /// How many nodes' metrics are read at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Seconds each node gets to answer before it is reported as slow.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub node_timeout: u64,
+    /// How long each node gets to answer before it is reported as slow (`5s`; a bare
+    /// number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5s",
+          value_parser = tandem_core::config::duration_text::parse_flag)]
+    pub node_timeout: Duration,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -72,6 +86,20 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 impl DoctorArgs {
+    /// Where the probe pod is dry-run: `-n`, else `default`.
+    pub fn probe_namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// The one namespace whose pods are looked at, or `None` for all of them.
+    pub fn pods_scope(&self) -> Option<&str> {
+        match (&self.pods_namespace, self.all_namespaces, &self.namespace) {
+            (Some(ns), _, _) => Some(ns),
+            (None, true, _) => None,
+            (None, false, ns) => ns.as_deref(),
+        }
+    }
+
     /// The probe pod's labels: a workload-like name label plus `--probe-label`s.
     pub fn probe_labels(&self) -> BTreeMap<String, String> {
         let mut l = BTreeMap::from([(
@@ -118,7 +146,7 @@ pub async fn diagnose(
         metrics: args.node_metrics,
         probe: GateProbe {
             concurrency: args.concurrency.max(1),
-            timeout: Duration::from_secs(args.node_timeout.max(1)),
+            timeout: args.node_timeout.max(Duration::from_secs(1)),
         },
     };
     let observed: Result<Vec<NodeObservation>, KubeError> =
@@ -136,11 +164,11 @@ pub async fn diagnose(
     checks.push(webhook_check(client, args, version.as_ref(), gate).await);
 
     // 5. Stuck pods: only unfinished pods are listed.
-    let pods_access = |verb: &str| match &args.pods_namespace {
+    let pods_access = |verb: &str| match args.pods_scope() {
         Some(ns) => Access::new(verb, "pods").in_namespace(ns),
         None => Access::new(verb, "pods"),
     };
-    let pods_api: Api<Pod> = match &args.pods_namespace {
+    let pods_api: Api<Pod> = match args.pods_scope() {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -165,7 +193,7 @@ async fn webhook_check(
     version: Option<&tandem_core::KubeVersion>,
     gate: Option<bool>,
 ) -> Check {
-    let ns = &args.namespace;
+    let ns = args.probe_namespace();
     let cfg_api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let configs = list_all(
         &cfg_api,
@@ -236,7 +264,7 @@ async fn webhook_check(
 
 async fn missed_check(client: &Client, args: &DoctorArgs) -> Check {
     let ns_api: Api<Namespace> = Api::all(client.clone());
-    let namespaces: Result<Vec<Value>, KubeError> = match &args.pods_namespace {
+    let namespaces: Result<Vec<Value>, KubeError> = match args.pods_scope() {
         Some(ns) => ns_api
             .get(ns)
             .await
@@ -383,7 +411,8 @@ mod tests {
             "prod",
         ])
         .unwrap();
-        assert_eq!(cli.args.namespace, "shop");
+        assert_eq!(cli.args.probe_namespace(), "shop");
+        assert_eq!(cli.args.pods_scope(), Some("shop"));
         assert_eq!(cli.args.output, OutputFormat::Json);
         assert_eq!(cli.args.cluster.context.as_deref(), Some("prod"));
         assert_eq!(

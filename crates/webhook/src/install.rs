@@ -48,7 +48,7 @@ pub enum TlsMode {
 #[derive(Debug, Clone, clap::Args)]
 pub struct InstallArgs {
     /// Namespace to install into (created; never matched by the webhook itself).
-    #[arg(long, default_value = "tandem-system")]
+    #[arg(short = 'n', long, default_value = "tandem-system")]
     pub namespace: String,
     /// tandem's container image.
     #[arg(long, default_value = concat!("ghcr.io/tandem-dev/tandem:", env!("CARGO_PKG_VERSION")))]

@@ -68,7 +68,8 @@ pub struct KnowledgeArgs {
     #[arg(
         long = "kubelet-version",
         value_name = "VERSION",
-        conflicts_with = "nodes"
+        conflicts_with = "nodes",
+        value_parser = checked_version
     )]
     kubelet_versions: Vec<String>,
 
@@ -78,7 +79,7 @@ pub struct KnowledgeArgs {
     nodes: Option<PathBuf>,
 
     /// The API server's version (the skew rule: 1.32+ means every kubelet is 1.29+).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = checked_version)]
     apiserver_version: Option<String>,
 
     /// The API server's SidecarContainers feature gate, if known.
@@ -105,6 +106,14 @@ enum Output {
 fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse()
         .map_err(|e: tandem_core::mode::ModeError| e.to_string())
+}
+
+/// A version flag's value, checked while the flags are parsed: a bad one is a usage
+/// error (exit 2), as the help says.
+fn checked_version(s: &str) -> Result<String, String> {
+    KubeVersion::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_gate(s: &str) -> Result<bool, String> {

@@ -217,3 +217,40 @@ fn every_command_that_reads_a_config_checks_sidecars_strictly() {
     assert!(text(&o.stdout).contains("TL007"), "{}", text(&o.stdout));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_webhook_readme_names_only_flags_that_exist() {
+    // issue 15: it documented `label-nodes --watch`, which is no flag of label-nodes.
+    let mut known = String::new();
+    for cmd in commands() {
+        known.push_str(&text(&tandem(&[&cmd, "--help"]).stdout));
+    }
+    let readme = std::fs::read_to_string(repo().join("crates/webhook/README.md")).unwrap();
+    let others = ["cargo", "bash", "kubectl", "curl", "openssl", "go "];
+    for piece in readme.split('`').skip(1).step_by(2) {
+        // Commands of other tools, possibly after environment variables.
+        let command = piece
+            .split_whitespace()
+            .find(|w| !w.contains('='))
+            .unwrap_or_default();
+        if others.iter().any(|o| command.starts_with(o.trim())) {
+            continue;
+        }
+        for word in piece.split([' ', ',', '=']) {
+            let Some(name) = word.strip_prefix("--") else {
+                continue;
+            };
+            let flag: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+                .collect();
+            if flag.is_empty() {
+                continue;
+            }
+            assert!(
+                known.contains(&format!("--{flag} ")) || known.contains(&format!("--{flag}\n")),
+                "crates/webhook/README.md mentions --{flag}, which no tandem command has"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use tandem_core::KubeVersion;
 use tandem_core::compat::{self, ApiServerBehaviour, KubeletBehaviour, LOCKED_ON_MINOR};
 use tandem_core::knowledge::NodeFacts;
 use tandem_core::metrics_text::GateReading;
-use tandem_core::names::{INJECT_LABEL, MIRROR_POD_ANNOTATION, STATUS_ANNOTATION};
+use tandem_core::names::{INJECT_LABEL, MIRROR_POD_ANNOTATION, NODE_LABEL, STATUS_ANNOTATION};
 use tandem_kube::KubeError;
 use tandem_kube::nodes::{NodeGate, proxy_access};
 
@@ -136,13 +136,21 @@ pub struct NodeObservation {
 impl NodeObservation {
     /// The verdict: the metric when read, else the label `label-nodes` derived from it,
     /// else the version's default.
+    /// The explanation says where the gate reading came from: the metric, or the label.
     pub fn verdict(&self) -> compat::Verdict<KubeletBehaviour> {
-        let gate = self
-            .metric
-            .as_ref()
-            .and_then(NodeGate::enabled)
-            .or(self.facts.gate);
-        compat::kubelet(self.facts.kubelet.as_ref(), gate)
+        let metric = self.metric.as_ref().and_then(NodeGate::enabled);
+        let mut verdict = compat::kubelet(self.facts.kubelet.as_ref(), metric.or(self.facts.gate));
+        if metric.is_none()
+            && let Some(on) = self.facts.gate
+        {
+            let source = format!("node label {NODE_LABEL}={on}, set by label-nodes");
+            verdict.why = if verdict.why.contains("(metric)") {
+                verdict.why.replace("(metric)", &format!("({source})"))
+            } else {
+                format!("{} ({source})", verdict.why)
+            };
+        }
+        verdict
     }
 }
 
@@ -651,6 +659,30 @@ mod tests {
             c.items
                 .iter()
                 .any(|i| i.subject == "kubelet v1.28.3 (1 node)" && i.detail.contains("rejects"))
+        );
+    }
+
+    #[test]
+    fn a_verdict_from_the_node_label_says_so() {
+        // issue 15: a gate read from the tandem.dev/native-sidecars label was called "(metric)".
+        let mut labelled = node("l", "v1.28.3", None);
+        labelled.facts.gate = Some(true);
+        let why = labelled.verdict().why;
+        assert!(!why.contains("(metric)"), "{why}");
+        assert!(
+            why.contains("node label tandem.dev/native-sidecars=true"),
+            "{why}"
+        );
+        let c = nodes(&Ok(vec![labelled.clone()]), None);
+        assert!(c.items[0].detail.contains("node label"), "{:?}", c.items);
+        // A metric that was read still says metric, even where a label exists.
+        labelled.metric = Some(NodeGate::Read {
+            reading: reading(true),
+        });
+        let why = labelled.verdict().why;
+        assert!(
+            why.contains("(metric)") && !why.contains("node label"),
+            "{why}"
         );
     }
 

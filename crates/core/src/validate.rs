@@ -379,7 +379,7 @@ fn container_semantics(c: &Value, errs: &mut Vec<FieldError>) {
                 _ => errs.push(err(format!("{at}.containerPort"), "is required")),
             }
             if let Some(Value::Number(n)) = p.get("hostPort")
-                && !n.as_u64().is_some_and(|x| x <= 65535)
+                && n.as_u64().is_none_or(|x| x > 65535)
             {
                 errs.push(err(
                     format!("{at}.hostPort"),

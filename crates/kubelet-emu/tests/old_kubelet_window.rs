@@ -91,7 +91,9 @@ fn trial(root: &Path, i: u32, delay: Duration, t: &mut Tally) {
     }
     if !exited {
         let _ = retry.kill();
-        let _ = retry.wait();
+    }
+    let _ = retry.wait();
+    if !exited {
         t.stuck += 1;
     } else if first_run {
         t.killed_after_first_run_recovered += 1;

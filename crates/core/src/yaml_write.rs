@@ -138,12 +138,8 @@ pub(crate) fn plain_ok(s: &str) -> bool {
     match first {
         b'?' | b':' | b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|'
         | b'>' | b'\'' | b'"' | b'%' | b'@' | b'`' => return false,
-        b'-' => {
-            // `-x` is plain; `-`, `- x` and `---` are not.
-            if b.len() == 1 || b[1] == b' ' || s.starts_with("---") {
-                return false;
-            }
-        }
+        // `-x` is plain; `-`, `- x` and `---` are not.
+        b'-' if b.len() == 1 || b[1] == b' ' || s.starts_with("---") => return false,
         b'.' if s.starts_with("...") => return false,
         _ => {}
     }
@@ -155,9 +151,7 @@ pub(crate) fn plain_ok(s: &str) -> bool {
 
 /// Whether `s` is written exactly as a literal block (`|` or `|-`).
 fn literal_ok(s: &str) -> bool {
-    let Some(body) = s.strip_suffix('\n').or(Some(s)) else {
-        return false;
-    };
+    let body = s.strip_suffix('\n').unwrap_or(s);
     body.contains('\n')
         && !body.ends_with('\n')
         && !s.starts_with([' ', '\t', '\n'])

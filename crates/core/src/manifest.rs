@@ -148,8 +148,11 @@ impl<R: BufRead> DocumentReader<R> {
                 let rest = String::from_utf8_lossy(rest);
                 let rest = rest.trim();
                 if !rest.is_empty() && !rest.starts_with('#') {
-                    self.chunk.clear();
                     let line = self.line;
+                    let rest = rest.to_string();
+                    if !self.chunk.is_empty() {
+                        self.finish_chunk(first_line);
+                    }
                     self.ready.push_back(Err(ParseError {
                         message: format!(
                             "line {line}: invalid YAML document separator: {rest} (kubectl accepts only a comment after ---)"
@@ -431,6 +434,37 @@ mod tests {
     fn json_input_is_read() {
         let docs = parse_stream(r#"{"kind": "Pod", "spec": {"containers": []}}"#).unwrap();
         assert_eq!(docs[0].value["kind"], "Pod");
+    }
+
+    #[test]
+    fn documents_are_cut_like_kubectl() {
+        // `---` with a comment separates; CRLF and a BOM are fine; a bad document does
+        // not stop the next one; `--- x` is refused as kubectl refuses it.
+        let text = "\u{feff}a: 1\r\n--- # next\r\nb: [1\n---\nc: 3\n--- {d: 4}\ne: 5\n";
+        let items: Vec<_> = DocumentReader::new(text.as_bytes()).collect();
+        assert_eq!(items.len(), 5, "{items:?}");
+        assert_eq!(items[0].as_ref().unwrap().value, json!({"a": 1}));
+        assert_eq!(items[1].as_ref().unwrap_err().line, Some(3));
+        let c = items[2].as_ref().unwrap();
+        assert_eq!((c.index, c.line, &c.value), (2, Some(5), &json!({"c": 3})));
+        let e = items[3].as_ref().unwrap_err();
+        assert!(e.message.contains("separator"), "{e}");
+        assert_eq!(items[4].as_ref().unwrap().value, json!({"e": 5}));
+        // A stream that starts with `{` is a stream of JSON objects, as for kubectl.
+        let docs = parse_stream("\n {\"a\": 1.0}\n{\"b\": 2}{\"c\": null}").unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0].value, json!({"a": 1}));
+    }
+
+    #[test]
+    fn templates_are_named() {
+        let err = parse_stream("a: 1\n---\nkind: Deployment\nspec:\n  replicas: {{ .Values.n }}\n")
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("unrendered Helm/Go template (`{{` on line 5)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct Config {
     /// Volumes the sidecars mount: ordinary Kubernetes `Volume` objects, kept raw.
     #[serde(default)]
     pub volumes: Vec<Value>,
+    /// Kinds beyond the built-in ones that carry a pod template (OpenShift
+    /// `DeploymentConfig`, Argo `Rollout`, …), each with the path of its template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workload_kinds: Vec<crate::workload::WorkloadKind>,
 }
 
 /// What happens to the sidecars' `ports` in a `hostNetwork: true` pod, where the API

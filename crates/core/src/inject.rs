@@ -103,7 +103,7 @@ impl<'a> Injector<'a> {
     pub fn inject_document(&self, doc: &Value) -> Result<DocumentOutcome, InjectError> {
         let mut pods = Vec::new();
         let mut patch = Vec::new();
-        for loc in workload::find_pods(doc)? {
+        for loc in workload::find_pods_with(doc, &self.config.workload_kinds)? {
             let outcome = self.inject_at(doc, &loc, NamespaceOptIn::Unknown)?;
             if let PodOutcome::Injected(inj) = &outcome {
                 patch.extend(inj.patch.iter().cloned());

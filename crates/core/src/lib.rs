@@ -17,6 +17,7 @@ pub mod compat;
 pub mod config;
 pub mod inject;
 pub mod knowledge;
+pub mod kyaml;
 pub mod manifest;
 pub mod metrics_text;
 pub mod mode;
@@ -27,6 +28,7 @@ pub mod scheduling;
 pub mod validate;
 pub mod version;
 pub mod workload;
+pub mod yaml_write;
 
 pub use config::Config;
 pub use inject::{InjectError, Injector, NamespaceOptIn, PodOutcome};

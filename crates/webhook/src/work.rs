@@ -156,31 +156,57 @@ impl Gate {
     }
 }
 
-/// Counts of a JSON text's structure, read in one pass without allocating.
+/// What a JSON text's structure says about the memory of its decoded form, read in one
+/// pass without allocating.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Shape {
-    /// `{`
-    pub objects: usize,
-    /// `[`
-    pub arrays: usize,
-    /// Object members (`:` outside strings).
-    pub members: usize,
-    /// `,` outside strings.
-    pub commas: usize,
+    /// Objects and arrays.
+    pub containers: usize,
+    /// Values inside objects and arrays.
+    pub values: usize,
     /// Strings (keys included).
     pub strings: usize,
+    /// Bytes the decoded form allocates, as the system allocator counts them (see
+    /// [`chunk`]): strings, object entries and index tables, array slots, with room for
+    /// growth by doubling and for the moment a growing block is copied.
+    pub decoded_bytes: usize,
 }
+
+/// Size of `serde_json::Value` (with `preserve_order`, 72 bytes; checked in tests).
+pub const VALUE_BYTES: usize = 72;
+/// Size of one object entry: the key's hash, the key (`String`) and the value.
+pub const ENTRY_BYTES: usize = 8 + 24 + VALUE_BYTES;
+
+/// What an allocation of `n` bytes takes from glibc's malloc: a header and rounding to
+/// 16 bytes, at least 32.
+pub const fn chunk(n: usize) -> usize {
+    let c = (n + 8 + 15) & !15;
+    if c < 32 { 32 } else { c }
+}
+
+const MAX_DEPTH: usize = 256;
 
 impl Shape {
     /// Scans `body`.
     pub fn of(body: &[u8]) -> Self {
+        // Per open container: is it an object, how many commas, anything inside yet.
+        let mut object = [false; MAX_DEPTH];
+        let mut commas = [0usize; MAX_DEPTH];
+        let mut nonempty = [false; MAX_DEPTH];
+        let mut depth = 0usize;
         let mut s = Self::default();
         let mut i = 0;
         let n = body.len();
+        let mut mark = |depth: usize, nonempty: &mut [bool; MAX_DEPTH]| {
+            if (1..=MAX_DEPTH).contains(&depth) {
+                nonempty[depth - 1] = true;
+            }
+        };
         while i < n {
             match body[i] {
                 b'"' => {
-                    s.strings += 1;
+                    mark(depth, &mut nonempty);
+                    let start = i + 1;
                     i += 1;
                     while i < n {
                         match body[i] {
@@ -189,47 +215,66 @@ impl Shape {
                             _ => i += 1,
                         }
                     }
+                    s.strings += 1;
+                    let len = i.min(n).saturating_sub(start);
+                    if len > 0 {
+                        s.decoded_bytes = s.decoded_bytes.saturating_add(chunk(len));
+                    }
                 }
-                b'{' => s.objects += 1,
-                b'[' => s.arrays += 1,
-                b':' => s.members += 1,
-                b',' => s.commas += 1,
-                _ => {}
+                c @ (b'{' | b'[') => {
+                    mark(depth, &mut nonempty);
+                    depth += 1;
+                    s.containers += 1;
+                    if depth <= MAX_DEPTH {
+                        object[depth - 1] = c == b'{';
+                        commas[depth - 1] = 0;
+                        nonempty[depth - 1] = false;
+                    }
+                }
+                b'}' | b']' => {
+                    if (1..=MAX_DEPTH).contains(&depth) && nonempty[depth - 1] {
+                        let items = commas[depth - 1].saturating_add(1);
+                        s.values = s.values.saturating_add(items);
+                        let cost = if object[depth - 1] {
+                            // Entries grow like a Vec; the index table has at least 4
+                            // buckets of 8 bytes plus a control byte each and a group.
+                            let cap = items.next_power_of_two().max(4);
+                            chunk(cap.saturating_mul(ENTRY_BYTES))
+                                + chunk(cap.saturating_mul(2).saturating_mul(9) + 16)
+                        } else {
+                            chunk(items.next_power_of_two().max(4).saturating_mul(VALUE_BYTES))
+                        };
+                        // Growing by reallocation holds the old and the new block at once.
+                        s.decoded_bytes = s.decoded_bytes.saturating_add(cost + cost / 2);
+                    }
+                    depth = depth.saturating_sub(1);
+                }
+                b',' => {
+                    if (1..=MAX_DEPTH).contains(&depth) {
+                        commas[depth - 1] += 1;
+                    }
+                }
+                b' ' | b'\t' | b'\n' | b'\r' | b':' => {}
+                _ => mark(depth, &mut nonempty),
             }
             i += 1;
         }
         s
     }
 
-    /// An upper bound of the number of JSON values.
+    /// The number of JSON values (an upper bound).
     pub fn values(&self) -> usize {
-        self.commas + self.objects + self.arrays + 1
+        self.values + 1
     }
 }
 
-/// Bytes per decoded value slot (a `serde_json::Value` with `preserve_order` is 80 bytes;
-/// vectors grow by doubling, and the injector keeps a second copy of what it changes).
-const PER_VALUE: usize = 240;
-/// Bytes per object: an `IndexMap`'s entries and index tables at their smallest.
-const PER_OBJECT: usize = 1_100;
-/// Bytes per object member: the entry (hash, key, value) and its index, with growth.
-const PER_MEMBER: usize = 420;
-/// Bytes per string: the allocation's header and rounding.
-const PER_STRING: usize = 48;
-/// Per byte of text: strings copied out, the answer and its patch.
-const PER_BYTE: usize = 4;
-
-/// An upper bound of the memory that decoding `body` and answering it takes (bytes),
-/// from its structure alone. Checked against the real allocations for many shapes in
-/// `tests/work_memory.rs`.
+/// An upper bound of the memory that decoding `body` and answering it takes (bytes):
+/// the decoded form twice (the injector copies what it changes, and the answer's patch
+/// repeats it), the text twice more (the answer), and a constant. Checked against the
+/// real allocations for many shapes, hostile ones included, in `tests/work_memory.rs`.
 pub fn estimate(body: &[u8]) -> usize {
     let s = Shape::of(body);
-    (64 << 10)
-        + body.len() * PER_BYTE
-        + s.values() * PER_VALUE
-        + s.objects * PER_OBJECT
-        + s.members * PER_MEMBER
-        + s.strings * PER_STRING
+    (64 << 10) + body.len().saturating_mul(2) + s.decoded_bytes.saturating_mul(2)
 }
 
 /// Hands freed memory back to the system after a large review (glibc keeps it in its
@@ -255,11 +300,13 @@ mod tests {
     #[test]
     fn shape_skips_strings() {
         let s = Shape::of(br#"{"a":[1,2,{"b":"x,:{[\"y"}],"c":"\\"}"#);
-        assert_eq!(s.objects, 2);
-        assert_eq!(s.arrays, 1);
-        assert_eq!(s.members, 3);
-        assert_eq!(s.commas, 3);
+        assert_eq!(s.containers, 3);
         assert_eq!(s.strings, 5);
+        // 2 members in the outer object, 3 in the array, 1 in the inner object.
+        assert_eq!(s.values, 6);
+        let empty = Shape::of(b"[{}, [], {}]");
+        assert_eq!(empty.values, 3);
+        assert_eq!(empty.decoded_bytes, chunk(4 * VALUE_BYTES) * 3 / 2);
     }
 
     #[tokio::test]

@@ -197,7 +197,7 @@ impl Shape {
         let mut s = Self::default();
         let mut i = 0;
         let n = body.len();
-        let mut mark = |depth: usize, nonempty: &mut [bool; MAX_DEPTH]| {
+        let mark = |depth: usize, nonempty: &mut [bool; MAX_DEPTH]| {
             if (1..=MAX_DEPTH).contains(&depth) {
                 nonempty[depth - 1] = true;
             }

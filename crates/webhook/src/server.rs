@@ -696,6 +696,7 @@ pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 
 /// Runs `tandem webhook` until SIGTERM or Ctrl-C.
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
+    let stop = StopSignal::install();
     init_logging(args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = load_config(args.config.as_deref())?;
@@ -806,7 +807,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         let _ = std::io::stdout().flush();
     }
     tracing::info!(addr = %hook.addr(), "tandem webhook serving");
-    shutdown_signal().await;
+    stop.recv().await;
     tracing::info!("shutting down: draining requests in flight");
     hook.begin_shutdown();
     tokio::time::sleep(args.shutdown_delay).await;
@@ -815,26 +816,47 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and Ctrl-C, listened for from the start (a SIGTERM that arrives while the
+/// server is still starting drains it too, instead of killing the process).
+struct StopSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            let (Some(mut term), Some(mut int)) = (self.term, self.int) else {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

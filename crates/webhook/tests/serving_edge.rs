@@ -11,12 +11,10 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use serde_json::json;
-use support::{connect, realistic_pod, request, review};
+use support::{Tls, connect, exchange, realistic_pod, request, review, tls};
 use tandem_core::{Config, Mode};
 use tandem_webhook::{ServeOptions, Webhook};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -24,17 +22,6 @@ fn init() {
 
 fn options() -> ServeOptions {
     ServeOptions::standalone(Config::builtin(), Some(Mode::Native))
-}
-
-async fn tls(addr: SocketAddr, ca: &str) -> std::io::Result<Tls> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    support::connector(ca)
-        .connect(
-            ServerName::try_from("localhost").expect("name").to_owned(),
-            tcp,
-        )
-        .await
 }
 
 /// Reads until the peer closes (Ok(true)) or `limit` passes (Ok(false)).
@@ -46,46 +33,6 @@ async fn closed_within(s: &mut Tls, limit: Duration) -> bool {
             Err(_) => return false,
             Ok(Ok(0)) | Ok(Err(_)) => return true,
             Ok(Ok(_)) => {}
-        }
-    }
-}
-
-/// One HTTP/1.1 request written by hand; the response read by hand. `Err` when the
-/// connection ended before a whole response: the request was lost.
-async fn exchange(s: &mut Tls, body: &[u8]) -> Result<(u16, bool), String> {
-    let head = format!(
-        "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    s.write_all(body).await.map_err(|e| format!("write: {e}"))?;
-    s.flush().await.map_err(|e| format!("flush: {e}"))?;
-    let mut data = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        let n = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err(format!(
-                "connection closed after {} bytes of response",
-                data.len()
-            ));
-        }
-        data.extend_from_slice(&buf[..n]);
-        let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if data.len() >= end + 4 + len {
-            let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-            let close = head.lines().any(|l| l == "connection: close");
-            return Ok((status, close));
         }
     }
 }

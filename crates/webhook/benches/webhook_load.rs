@@ -320,17 +320,14 @@ fn hostile(o: &Opts) {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let ok = match tokio::time::timeout(Duration::from_secs(10), async {
+                    let answer = tokio::time::timeout(Duration::from_secs(10), async {
                         let mut c = support::connect(addr, &ca).await.ok()?;
                         support::request(&mut c, "GET", "/healthz", vec![])
                             .await
                             .ok()
                     })
-                    .await
-                    {
-                        Ok(Some((200, _))) => true,
-                        _ => false,
-                    };
+                    .await;
+                    let ok = matches!(answer, Ok(Some((200, _))));
                     if ok {
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
                     } else {

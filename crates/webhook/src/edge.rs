@@ -465,9 +465,7 @@ fn next_deadline(
     // A head that starts while we sleep moves the deadline earlier: look again within
     // the header timeout.
     let check = (shared.at(now_ms) + limits.header_read_timeout).min(far);
-    if activity.h2.load(Ordering::Relaxed) {
-        (d, Deadline::Idle)
-    } else if d <= check {
+    if activity.h2.load(Ordering::Relaxed) || d <= check {
         (d, Deadline::Idle)
     } else {
         (check, Deadline::None)

@@ -351,7 +351,13 @@ async fn serve_connection(
 
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().keep_alive(true);
-    builder.http2().max_concurrent_streams(64);
+    // Small receive windows: a client can't park more than this per connection in our
+    // buffers while its request waits for room (the default would be 1 MiB per stream).
+    builder
+        .http2()
+        .max_concurrent_streams(64)
+        .initial_stream_window_size(256 << 10)
+        .initial_connection_window_size(256 << 10);
     let builder = if h2 {
         builder.http2_only()
     } else {

@@ -383,20 +383,33 @@ async fn large_and_slow_requests_keep_healthz_fast_and_memory_bounded() {
             }
         }));
     }
-    // The probe.
-    let mut probes = Vec::new();
-    let end = Instant::now() + Duration::from_secs(8);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    while Instant::now() < end {
-        let t = Instant::now();
-        let mut c = connect(addr, &ca).await.expect("probe connection");
-        let (status, _) = request(&mut c, "GET", "/healthz", vec![])
-            .await
-            .expect("probe");
-        assert_eq!(status, 200);
-        probes.push(t.elapsed());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The probe, on its own thread and runtime (the clients above keep this test's
+    // runtime busy; their delays are not the server's).
+    let probe = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let mut probes = Vec::new();
+            let end = Instant::now() + Duration::from_secs(8);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            while Instant::now() < end {
+                let t = Instant::now();
+                let mut c = connect(addr, &ca).await.expect("probe connection");
+                let (status, _) = request(&mut c, "GET", "/healthz", vec![])
+                    .await
+                    .expect("probe");
+                assert_eq!(status, 200);
+                probes.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            probes
+        })
+    });
+    let mut probes = tokio::task::spawn_blocking(move || probe.join().expect("probe"))
+        .await
+        .unwrap();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.abort();

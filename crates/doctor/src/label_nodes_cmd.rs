@@ -141,7 +141,9 @@ pub async fn label_once(
         };
         let annotations: BTreeMap<String, String> =
             node.metadata.annotations.clone().unwrap_or_default();
-        if let Some(change) = labels::plan(&o.facts.name, &o.facts.labels, &annotations, &want) {
+        if let Some(change) =
+            labels::plan(&o.facts.name, &o.facts.labels.to_map(), &annotations, &want)
+        {
             if !args.dry_run
                 && let Err(e) = patch(client, &change).await
             {
@@ -252,7 +254,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, ReconcileEr
         return Ok(Action::requeue(ctx.resync));
     };
     let annotations = node.metadata.annotations.clone().unwrap_or_default();
-    if let Some(change) = labels::plan(&name, &o.facts.labels, &annotations, &want) {
+    if let Some(change) = labels::plan(&name, &o.facts.labels.to_map(), &annotations, &want) {
         patch(&ctx.client, &change).await?;
         tracing::info!(node = %name, from = ?change.from, to = %change.to, "labelled: {}", change.evidence);
     }

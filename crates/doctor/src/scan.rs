@@ -110,7 +110,7 @@ pub async fn scan_nodes(
                     access: Access::new("list", "nodes"),
                     message: e.to_string(),
                 })?;
-                f.labels = node.metadata.labels.clone().unwrap_or_default();
+                f.labels = node.metadata.labels.clone().unwrap_or_default().into();
                 f
             }
         };

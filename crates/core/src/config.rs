@@ -41,6 +41,10 @@ pub struct Config {
     /// Volumes the sidecars mount: ordinary Kubernetes `Volume` objects, kept raw.
     #[serde(default)]
     pub volumes: Vec<Value>,
+    /// What the webhook does when, at reinvocation, a pod no longer holds what tandem
+    /// injected (another webhook stripped it): `repair`, `legacy` or `deny`.
+    #[serde(default)]
+    pub on_stripped: crate::verify::StripPolicy,
 }
 
 /// What `auto` falls back to where native sidecars can't be trusted everywhere.

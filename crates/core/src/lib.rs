@@ -24,6 +24,8 @@ pub mod names;
 pub mod patch;
 pub mod plan;
 pub mod scheduling;
+pub mod status;
+pub mod verify;
 pub mod version;
 pub mod workload;
 

@@ -291,6 +291,47 @@ async fn scenario(client: &Client, ns: &TestNamespace, hook: &Webhook, order: &s
         repaired.warnings
     );
 
+    // universal and affinity get the same protection: the native copy's restartPolicy
+    // and the node term are back.
+    let universal = create_pod(
+        client,
+        n,
+        "universal",
+        json!({"tandem.dev/mode": "universal"}),
+    )
+    .await;
+    assert_eq!(universal.status, 201, "{order}: {}", universal.body);
+    assert_eq!(
+        init(&universal.body, "plain")["restartPolicy"],
+        "Always",
+        "{order}"
+    );
+    assert!(names(&universal.body, "containers").contains(&"plain-legacy".to_string()));
+    assert!(
+        universal.warnings.first().is_some_and(|w| w
+            .starts_with("tandem: another mutating webhook removed restartPolicy from sidecars")),
+        "{order}: {:?}",
+        universal.warnings
+    );
+    let affinity = create_pod(
+        client,
+        n,
+        "affinity",
+        json!({"tandem.dev/mode": "affinity"}),
+    )
+    .await;
+    assert_eq!(affinity.status, 201, "{order}: {}", affinity.body);
+    assert_eq!(
+        init(&affinity.body, "probed")["restartPolicy"],
+        "Always",
+        "{order}"
+    );
+    assert_eq!(
+        affinity.body["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0],
+        json!({"key": "tandem.dev/native-sidecars", "operator": "In", "values": ["true"]})
+    );
+
     // legacy: the sidecars are regular containers, so the pod runs on any node.
     let legacy = create_pod(
         client,
@@ -368,17 +409,25 @@ async fn scenario(client: &Client, ns: &TestNamespace, hook: &Webhook, order: &s
 
     // Metrics: one of each, by the placement the status annotation records.
     let after = hook.metrics_text();
-    for outcome in ["repaired", "fell_back", "denied_stripped"] {
+    for (outcome, mode) in [
+        ("repaired", "native"),
+        ("repaired", "universal"),
+        ("repaired", "affinity"),
+        ("fell_back", "native"),
+        ("denied_stripped", "native"),
+    ] {
         assert_eq!(
-            metric(&after, outcome, "native") - metric(&before_metrics, outcome, "native"),
+            metric(&after, outcome, mode) - metric(&before_metrics, outcome, mode),
             1,
-            "{order}: {outcome}"
+            "{order}: {outcome} {mode}"
         );
     }
 
     // Events: one per decision, on the pod; no event claims a stored injection.
     let want = [
         ("SidecarRepaired", "repaired"),
+        ("SidecarRepaired", "universal"),
+        ("SidecarRepaired", "affinity"),
         ("SidecarFellBack", "fell-back"),
         ("SidecarStripped", "denied"),
     ];

@@ -600,3 +600,122 @@ async fn e2e_stripping_webhook_before_and_after_tandem() {
     after_ns.delete().await.ok();
     before_ns.delete().await.ok();
 }
+
+/// The limit the README names: a stripper called after tandem that has
+/// `reinvocationPolicy: IfNeeded` runs again after tandem's repair and strips again. The
+/// pod is not stored silently (the warnings and the Event say what tandem saw), `legacy`
+/// and `deny` hold, and the doctor's missed-injections check, which compares the stored
+/// spec with `tandem.dev/status`, names the stripped pod.
+#[tokio::test]
+#[ignore = "needs a control plane: bash e2e/ci.sh"]
+async fn e2e_stripper_reinvoked_after_tandem_is_named_by_the_doctor() {
+    let cluster = TestCluster::connect().await.expect("control plane");
+    let client = cluster.client().await.expect("client");
+    let ns = cluster.namespace("strip-again").await.expect("namespace");
+    let n = ns.name();
+    opt_in(&client, n).await;
+    let config = Config::from_yaml(
+        "sidecars:\n- name: plain\n  image: registry.k8s.io/pause:3.10\n  command: [/pause]\n",
+    )
+    .expect("config");
+    let mut opts = ServeOptions::standalone(config, Some(Mode::Native));
+    opts.listen = "127.0.0.1:0".parse().expect("addr");
+    opts.events_client = Some(client.clone());
+    let hook = Webhook::start(opts).await.expect("tandem webhook");
+    let stripper = TestWebhook::start(Arc::new(strip)).await.expect("stripper");
+    let suffix = unique_name("x");
+    let tandem_name = format!("m-tandem-{suffix}");
+    let after_name = format!("z-strip-{suffix}");
+    let cfgs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    for cfg in [
+        tandem_registration(&tandem_name, &hook, &[n]),
+        stripper_registration(&after_name, &stripper, n, "IfNeeded"),
+    ] {
+        cfgs.create(&PostParams::default(), &cfg)
+            .await
+            .expect("register webhook");
+    }
+    wait_registered(&client, n, &stripper).await;
+
+    let repaired = create_pod(&client, n, "stripped-again", json!({})).await;
+    let legacy = create_pod(
+        &client,
+        n,
+        "fell-back",
+        json!({"tandem.dev/on-stripped": "legacy"}),
+    )
+    .await;
+    let denied = create_pod(
+        &client,
+        n,
+        "denied",
+        json!({"tandem.dev/on-stripped": "deny"}),
+    )
+    .await;
+    let r = doctor(
+        &cluster,
+        &[
+            "-n",
+            n,
+            "--pods-namespace",
+            n,
+            "-l",
+            "tandem.dev/no-such-node=1",
+        ],
+    )
+    .await;
+    for name in [&tandem_name, &after_name] {
+        let _ = cfgs.delete(name, &DeleteParams::default()).await;
+    }
+
+    // Repaired, then stripped again: stored with a plain init container, but not silently.
+    assert_eq!(repaired.status, 201, "{}", repaired.body);
+    assert!(init(&repaired.body, "plain").get("restartPolicy").is_none());
+    assert!(
+        repaired.warnings.first().is_some_and(|w| w.starts_with(
+            "tandem: another mutating webhook removed restartPolicy from sidecar \"plain\""
+        )),
+        "{:?}",
+        repaired.warnings
+    );
+    // legacy leaves nothing to strip; deny stores nothing.
+    assert_eq!(legacy.status, 201, "{}", legacy.body);
+    assert_eq!(names(&legacy.body, "containers"), ["plain", "app"]);
+    assert_eq!(denied.status, 400, "{}", denied.body);
+
+    let missed = r
+        .checks
+        .iter()
+        .find(|c| c.id == "missed-injections")
+        .expect("missed-injections check");
+    assert_eq!(missed.status, Status::Fail, "{missed:?}");
+    assert_eq!(
+        missed.summary,
+        "1 pod in opted-in namespaces contradicts their tandem.dev/status: what tandem injected was changed after it"
+    );
+    assert_eq!(missed.items.len(), 1, "{missed:?}");
+    assert_eq!(
+        missed.items[0].subject,
+        format!("Pod {n}/stripped-again (1 pod)")
+    );
+    assert!(
+        missed.items[0].detail.starts_with(
+            "tandem.dev/status says mode native but the stored spec contradicts it: sidecar \"plain\" lost restartPolicy"
+        ),
+        "{}",
+        missed.items[0].detail
+    );
+    let w = r
+        .checks
+        .iter()
+        .find(|c| c.id == "webhooks")
+        .expect("webhooks");
+    assert!(
+        w.items.iter().any(|i| i.subject
+            == format!("webhook {after_name}/reencode.legacy.example.com")
+            && i.status == Status::Fail),
+        "{w:?}"
+    );
+    assert_eq!(r.exit_code, 1);
+    ns.delete().await.ok();
+}

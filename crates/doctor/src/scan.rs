@@ -149,7 +149,7 @@ pub async fn scan_nodes(
 }
 
 /// The namespaces the webhook check probes: `first` (`-n`), then every namespace labelled
-/// `tandem.dev/inject: enabled`, in name order. The second value notes why the opted-in
+/// `tandem.dev/inject: enabled` that is not being deleted, in name order. The second value notes why the opted-in
 /// namespaces could not be listed, if they could not (only `first` is probed then).
 pub async fn probe_namespaces(client: &Client, first: &str) -> (Vec<String>, Option<String>) {
     use k8s_openapi::api::core::v1::Namespace;
@@ -164,8 +164,12 @@ pub async fn probe_namespaces(client: &Client, first: &str) -> (Vec<String>, Opt
     .await
     {
         Ok(list) => {
+            // A namespace being deleted refuses every create, the probe's too.
             let mut names: Vec<String> = list
                 .into_iter()
+                .filter(|n| {
+                    n.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating")
+                })
                 .filter_map(|n| n.metadata.name)
                 .filter(|n| n != first)
                 .collect();

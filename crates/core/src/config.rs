@@ -48,6 +48,10 @@ pub struct Config {
     /// `DeploymentConfig`, Argo `Rollout`, …), each with the path of its template.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workload_kinds: Vec<crate::workload::WorkloadKind>,
+    /// What the webhook does when, at reinvocation, a pod no longer holds what tandem
+    /// injected (another webhook stripped it): `repair`, `legacy` or `deny`.
+    #[serde(default)]
+    pub on_stripped: crate::verify::StripPolicy,
 }
 
 /// What happens to the sidecars' `ports` in a `hostNetwork: true` pod, where the API

@@ -26,6 +26,8 @@ pub mod patch;
 pub mod plan;
 pub mod scheduling;
 pub mod validate;
+pub mod status;
+pub mod verify;
 pub mod version;
 pub mod workload;
 pub mod yaml_write;

@@ -29,7 +29,8 @@ pub struct DoctorArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// The namespace to check, as kubectl's -n: the webhook check dry-runs its probe pod
-    /// there (never persisted), and only its pods are looked at for stuck pods and missed
+    /// there (never persisted; every namespace labelled tandem.dev/inject=enabled is
+    /// probed too), and only its pods are looked at for stuck pods and missed
     /// injections. Default: the probe in `default`, pods in every namespace.
     #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
@@ -193,7 +194,6 @@ async fn webhook_check(
     version: Option<&tandem_core::KubeVersion>,
     gate: Option<bool>,
 ) -> Check {
-    let ns = args.probe_namespace();
     let cfg_api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let configs = list_all(
         &cfg_api,
@@ -204,20 +204,43 @@ async fn webhook_check(
         ListParams::default(),
     )
     .await;
+    let (count, configs) = match configs {
+        Ok(c) => (Ok(c.len()), c),
+        Err(e) => (Err(e), Vec::new()),
+    };
+    // The probe runs in `-n` and in every namespace that opts in: a webhook scoped to
+    // opted-in namespaces would never see a probe in `default` alone.
+    let (namespaces, listed) = crate::scan::probe_namespaces(client, args.probe_namespace()).await;
+    let drops = checks::apiserver_drops(version, gate);
+    let mut per_ns = Vec::new();
+    for ns in &namespaces {
+        let mut c = probe_one(client, args, ns, (&count, &configs), drops.as_deref()).await;
+        if let Some(note) = &listed {
+            c.evidence.push(note.clone());
+        }
+        per_ns.push((ns.clone(), c));
+    }
+    webhooks::combine(per_ns)
+}
+
+/// Check 4 in one namespace.
+async fn probe_one(
+    client: &Client,
+    args: &DoctorArgs,
+    ns: &str,
+    (count, configs): (&Result<usize, KubeError>, &[MutatingWebhookConfiguration]),
+    drops: Option<&str>,
+) -> Check {
     let ns_api: Api<Namespace> = Api::all(client.clone());
     let ns_labels = ns_api
         .get(ns)
         .await
         .ok()
         .map(|n| n.metadata.labels.unwrap_or_default());
-    let labels = args.probe_labels();
-    let (count, seen) = match configs {
-        Ok(c) => (
-            Ok(c.len()),
-            webhooks::webhooks_seeing(&c, ns_labels.as_ref(), &labels),
-        ),
-        Err(e) => (Err(e), Vec::new()),
-    };
+    let mut labels = args.probe_labels();
+    // The probe opts out of tandem, so tandem's own webhook never touches it.
+    labels.insert(INJECT_LABEL.to_string(), "disabled".to_string());
+    let seen = webhooks::webhooks_seeing(configs, ns_labels.as_ref(), &labels);
     if args.no_probe {
         let mut c = Check::new(
             "webhooks",
@@ -258,8 +281,7 @@ async fn webhook_check(
                 })
             }),
     };
-    let drops = checks::apiserver_drops(version, gate);
-    webhooks::verdict(ns, &count, &seen, &result, drops.as_deref())
+    webhooks::verdict(ns, count, &seen, &result, drops)
 }
 
 async fn missed_check(client: &Client, args: &DoctorArgs) -> Check {

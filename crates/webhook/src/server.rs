@@ -555,7 +555,11 @@ fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn) -> Response 
         .metrics
         .observe(outcome.label(), outcome.mode_label(), elapsed.as_secs_f64());
     match outcome {
-        admission::Outcome::Injected(_) | admission::Outcome::Denied => tracing::info!(
+        admission::Outcome::Injected(_)
+        | admission::Outcome::Denied
+        | admission::Outcome::Repaired(_)
+        | admission::Outcome::FellBack(_)
+        | admission::Outcome::StripDenied(_) => tracing::info!(
             pod = %answer.pod,
             outcome = outcome.label(),
             mode = outcome.mode_label(),

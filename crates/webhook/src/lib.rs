@@ -9,6 +9,8 @@
 //!   `/mutate`, `/healthz`, `/readyz`, `/metrics`, certificate reload, graceful shutdown.
 //! - [`live`] keeps what `auto` needs (nodes, API server version and gate) current from
 //!   a watch, off the admission path; [`events`] sends Kubernetes Events the same way.
+//! - [`selfmanaged`] keeps the serving certificate in a Secret and the caBundle in the
+//!   webhook configuration current (`--tls-secret`), with rotation before expiry.
 //! - [`install`] renders `tandem install`'s manifests.
 //!
 //! The CLI stays thin: it calls [`run`] with [`WebhookArgs`] and [`render`] with
@@ -19,6 +21,7 @@ pub mod events;
 pub mod install;
 pub mod live;
 pub mod metrics;
+pub mod selfmanaged;
 pub mod server;
 pub mod tls;
 

@@ -136,7 +136,7 @@ pub enum TlsSource {
     /// [`crate::selfmanaged::Manager::bootstrap`] found.
     SelfManaged {
         /// The manager.
-        manager: crate::selfmanaged::Manager,
+        manager: Box<crate::selfmanaged::Manager>,
         /// Its first reconcile.
         current: Box<crate::selfmanaged::Current>,
     },
@@ -254,7 +254,11 @@ impl Webhook {
                     tls::server_config(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())?;
                 metrics.cert_expiry.set(expiry.unwrap_or(0));
                 let status = crate::selfmanaged::TlsStatus::gated(&leaf.cert_pem);
-                managed = Some((manager.clone(), current.as_ref().clone(), status.clone()));
+                managed = Some((
+                    manager.as_ref().clone(),
+                    current.as_ref().clone(),
+                    status.clone(),
+                ));
                 (RustlsConfig::from_config(cfg), None, None, status)
             }
             TlsSource::Files { files, every } => {
@@ -662,7 +666,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
                 .context("self-managed TLS (--tls-secret)")?;
             tracing::info!(step = ?current.step, trusted = current.trusted, "self-managed TLS: certificate ready");
             TlsSource::SelfManaged {
-                manager,
+                manager: Box::new(manager),
                 current: Box::new(current),
             }
         }

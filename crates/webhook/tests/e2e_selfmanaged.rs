@@ -94,7 +94,7 @@ async fn replica(client: &kube::Client, s: Settings) -> (Webhook, selfmanaged::C
         .expect("bootstrap");
     let mut opts = ServeOptions::standalone(Config::builtin(), Some(Mode::Native));
     opts.tls = TlsSource::SelfManaged {
-        manager,
+        manager: Box::new(manager),
         current: Box::new(current.clone()),
     };
     (Webhook::start(opts).await.expect("start"), current)

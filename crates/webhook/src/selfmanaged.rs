@@ -95,7 +95,16 @@ pub struct SelfManagedArgs {
     pub cert_renew_before: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A duration as the other flags take it (`90s`, `10m`, `1h30m`), or whole days (`365d`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Some(days) = s.strip_suffix('d') {
+        return days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{s:?} is not a duration (e.g. 365d, 12h, 90s)"));
+    }
     tandem_core::config::duration_text::parse(s)
 }
 
@@ -793,6 +802,7 @@ impl Manager {
                 s.metadata.annotations = Some(ann);
                 s.data = Some(new.data());
                 s.string_data = None;
+                s.metadata.managed_fields = None; // kept as they are by the server
                 // `replace` sends the resourceVersion we read: a conflict if it changed.
                 self.secrets
                     .replace(&self.settings.secret, &PostParams::default(), &s)
@@ -956,6 +966,17 @@ mod tests {
             meta["annotations"] = json!({ANN_GENERATION: g.to_string()});
         }
         serde_json::from_value(json!({"metadata": meta, "webhooks": hooks})).unwrap()
+    }
+
+    #[test]
+    fn durations_in_days() {
+        assert_eq!(
+            parse_duration("365d"),
+            Ok(Duration::from_secs(365 * 86_400))
+        );
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("xd").is_err());
+        assert!(parse_duration("").is_err());
     }
 
     #[test]

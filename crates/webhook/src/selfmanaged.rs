@@ -891,10 +891,16 @@ impl Manager {
     where
         F: FnMut(&LeafPair) + Send,
     {
+        use kube::runtime::WatchStreamExt as _;
         status.set_trusted(current.trusted);
-        let cfg =
-            watcher::Config::default().fields(&format!("metadata.name={}", self.settings.secret));
-        let mut events = watcher::watcher(self.secrets.clone(), cfg).boxed();
+        let watch = || {
+            let cfg = watcher::Config::default()
+                .fields(&format!("metadata.name={}", self.settings.secret));
+            watcher::watcher(self.secrets.clone(), cfg)
+                .default_backoff()
+                .boxed()
+        };
+        let mut events = watch();
         let mut tick = tokio::time::interval(self.settings.resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -903,11 +909,13 @@ impl Manager {
                 ev = events.next() => match ev {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::debug!(error = %e, "self-managed TLS: Secret watch");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        // Backed off by the stream; the ticks keep reconciling meanwhile.
+                        tracing::debug!(error = %e, "self-managed TLS: Secret watch (needs list and watch on the Secret)");
+                        continue;
                     }
                     None => {
-                        events = watcher::watcher(self.secrets.clone(), watcher::Config::default().fields(&format!("metadata.name={}", self.settings.secret))).boxed();
+                        events = watch();
+                        continue;
                     }
                 }
             }
@@ -918,7 +926,7 @@ impl Manager {
                         status.set_cert(&next.stored.leaf.cert_pem);
                         tracing::info!("self-managed TLS: serving the certificate from the Secret");
                     }
-                    // Trust is about the CA of what we serve now.
+                    // Trust is about the CA of what is served now.
                     status.set_trusted(next.trusted);
                     current = next;
                 }

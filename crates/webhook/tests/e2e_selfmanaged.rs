@@ -233,7 +233,7 @@ async fn e2e_self_managed_tls_patches_reuses_and_rotates_without_failed_creates(
     let (mut ok, mut failed) = (0usize, Vec::new());
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let run_for = Duration::from_secs(75);
+    let run_for = Duration::from_secs(50);
     while start.elapsed() < run_for {
         tick.tick().await;
         match pods
@@ -257,7 +257,7 @@ async fn e2e_self_managed_tls_patches_reuses_and_rotates_without_failed_creates(
         failed.len()
     );
     assert!(failed.is_empty(), "failed creates: {failed:#?}");
-    assert!(ok > 250, "{ok} creates");
+    assert!(ok >= 200, "{ok} creates");
 
     // Rotated: a new CA signs what both replicas serve now, and the bundle verifies it.
     let live = mwcs.get(&mwc_name).await.expect("mwc");

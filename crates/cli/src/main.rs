@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 
 mod commands;
 mod input;
@@ -13,7 +13,7 @@ mod input;
 /// Injects sidecars in the form each pod's nodes can run (native, legacy, affinity,
 /// universal, or auto), diagnoses clusters and pods that hang in Init, and labels
 /// nodes that support native sidecars.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(
     name = "tandem",
     version,
@@ -39,10 +39,36 @@ enum Command {
     LabelNodes(commands::label_nodes::Args),
     /// Find sidecar pitfalls in manifests (what will hang, what never completes).
     Lint(commands::lint::Args),
+    /// Print the CLI's version, and with --server the installed webhook's.
+    Version(commands::version::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completion(commands::completion::Args),
+    /// Remove tandem from a cluster, webhook configurations first (prints the objects for
+    /// `kubectl delete -f -`, or deletes them with --delete).
+    Uninstall(commands::uninstall::Args),
+}
+
+/// The command's name: `kubectl tandem` when run as the kubectl plugin `kubectl-tandem`.
+fn bin_name() -> &'static str {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let base = std::path::Path::new(&argv0)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if base == "kubectl-tandem" {
+        "kubectl tandem"
+    } else {
+        "tandem"
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let bin = bin_name();
+    let cmd = Cli::command().bin_name(bin);
+    let cli = match Cli::from_arg_matches(&cmd.get_matches()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Inject(args) => commands::inject::run(args),
         Command::Webhook(args) => commands::webhook::run(args),
@@ -50,6 +76,13 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::LabelNodes(args) => commands::label_nodes::run(args),
         Command::Lint(args) => commands::lint::run(args),
+        Command::Version(args) => commands::version::run(args),
+        Command::Completion(args) => commands::completion::run(
+            args,
+            Cli::command(),
+            bin.split(' ').next_back().unwrap_or(bin),
+        ),
+        Command::Uninstall(args) => commands::uninstall::run(args),
     };
     match result {
         Ok(code) => code,

@@ -74,6 +74,9 @@ pub struct DoctorArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// The checks of tandem itself.
+    #[command(flatten)]
+    pub tandem: crate::tandem_checks::TandemCheckArgs,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -126,7 +129,11 @@ pub async fn diagnose(
     args: &DoctorArgs,
     progress: &mut Progress,
 ) -> Result<Report, KubeError> {
-    let mut checks: Vec<Check> = Vec::new();
+    // 0. tandem itself (its own category, first, like linkerd's control-plane checks).
+    let mut checks: Vec<Check> = crate::tandem_checks::checks(client, &args.tandem.target).await;
+    if args.tandem.tandem_only {
+        return Ok(Report::new(checks));
+    }
 
     // 1. API server version.
     let version = match cluster::server_version(client).await {
@@ -352,7 +359,20 @@ pub async fn run_async(
 ) -> u8 {
     let report = match tandem_kube::connect(&args.cluster).await {
         Err(e) => Err(e),
-        Ok(client) => diagnose(&client, args, progress).await,
+        Ok(client) => {
+            if let Some(wait) = args.tandem.wait {
+                let mut last = Vec::new();
+                crate::tandem_checks::wait_healthy(&client, &args.tandem.target, wait, |f| {
+                    if f != last.as_slice() {
+                        let _ =
+                            writeln!(err, "tandem doctor: waiting for tandem: {}", f.join(", "));
+                        last = f.iter().map(|s| s.to_string()).collect();
+                    }
+                })
+                .await;
+            }
+            diagnose(&client, args, progress).await
+        }
     };
     let report = match report {
         Ok(r) => r,

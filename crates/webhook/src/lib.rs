@@ -11,6 +11,8 @@
 //!   admission work (memory, threads).
 //! - [`live`] keeps what `auto` needs (nodes, API server version and gate) current from
 //!   a watch, off the admission path; [`events`] sends Kubernetes Events the same way.
+//! - [`selfmanaged`] keeps the serving certificate in a Secret and the caBundle in the
+//!   webhook configuration current (`--tls-secret`), with rotation before expiry.
 //! - [`install`] renders `tandem install`'s manifests.
 //!
 //! The CLI stays thin: it calls [`run`] with [`WebhookArgs`] and [`render`] with
@@ -22,6 +24,7 @@ pub mod events;
 pub mod install;
 pub mod live;
 pub mod metrics;
+pub mod selfmanaged;
 pub mod server;
 pub mod tls;
 pub mod work;

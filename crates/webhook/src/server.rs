@@ -139,6 +139,9 @@ pub struct WebhookArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Self-managed TLS (`--tls-secret` and its companions).
+    #[command(flatten)]
+    pub self_managed: crate::selfmanaged::SelfManagedArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -181,6 +184,14 @@ pub enum TlsSource {
         files: CertFiles,
         /// How often to look.
         every: Duration,
+    },
+    /// A Secret kept by the webhook itself ([`crate::selfmanaged`]); `current` is what
+    /// [`crate::selfmanaged::Manager::bootstrap`] found.
+    SelfManaged {
+        /// The manager.
+        manager: Box<crate::selfmanaged::Manager>,
+        /// Its first reconcile.
+        current: Box<crate::selfmanaged::Current>,
     },
 }
 
@@ -258,6 +269,7 @@ struct AppState {
     encoding: PatchEncoding,
     shutting_down: AtomicBool,
     gate: Gate,
+    tls_status: Arc<crate::selfmanaged::TlsStatus>,
 }
 
 /// A running webhook server.
@@ -281,12 +293,32 @@ impl Webhook {
     /// Binds, loads or generates TLS material, and starts serving in the background.
     pub async fn start(opts: ServeOptions) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let (rustls_config, ca_pem, reload) = match &opts.tls {
+        let mut managed = None;
+        let (rustls_config, ca_pem, reload, tls_status) = match &opts.tls {
             TlsSource::Generate { dns, ips } => {
                 let pki = Pki::generate("tandem-webhook-ca", dns, ips, 365)?;
                 let (cfg, _) = tls::server_config(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())?;
                 metrics.cert_expiry.set(pki.not_after);
-                (RustlsConfig::from_config(cfg), Some(pki.ca_pem), None)
+                let status = crate::selfmanaged::TlsStatus::ungated(&pki.cert_pem);
+                (
+                    RustlsConfig::from_config(cfg),
+                    Some(pki.ca_pem),
+                    None,
+                    status,
+                )
+            }
+            TlsSource::SelfManaged { manager, current } => {
+                let leaf = &current.stored.leaf;
+                let (cfg, expiry) =
+                    tls::server_config(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())?;
+                metrics.cert_expiry.set(expiry.unwrap_or(0));
+                let status = crate::selfmanaged::TlsStatus::gated(&leaf.cert_pem);
+                managed = Some((
+                    manager.as_ref().clone(),
+                    current.as_ref().clone(),
+                    status.clone(),
+                ));
+                (RustlsConfig::from_config(cfg), None, None, status)
             }
             TlsSource::Files { files, every } => {
                 let (cert, key) = files.read().await?;
@@ -298,10 +330,13 @@ impl Webhook {
                     )
                 })?;
                 metrics.cert_expiry.set(expiry.unwrap_or(0));
+                let status =
+                    crate::selfmanaged::TlsStatus::ungated(&String::from_utf8_lossy(&cert));
                 (
                     RustlsConfig::from_config(cfg),
                     None,
                     Some((files.clone(), *every, cert, key)),
+                    status,
                 )
             }
         };
@@ -328,6 +363,7 @@ impl Webhook {
                 max_body_bytes: opts.max_body_bytes,
                 ..opts.work
             }),
+            tls_status: tls_status.clone(),
         });
         let app = router(state.clone(), opts.request_timeout);
 
@@ -349,12 +385,33 @@ impl Webhook {
             tokio::spawn(reload_loop(
                 files,
                 every,
-                rustls_config,
+                rustls_config.clone(),
                 cert,
                 key,
                 metrics.clone(),
+                tls_status.clone(),
             ))
         });
+        let reloader =
+            match managed {
+                Some((manager, current, status)) => {
+                    let (config, metrics) = (rustls_config, metrics.clone());
+                    Some(tokio::spawn(manager.run(current, status, move |leaf| {
+                    match tls::server_config(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes()) {
+                        Ok((cfg, expiry)) => {
+                            config.reload_from_config(cfg);
+                            metrics.cert_expiry.set(expiry.unwrap_or(0));
+                            metrics.cert_reloads.get_or_create(&[("result", "ok")]).inc();
+                        }
+                        Err(e) => {
+                            metrics.cert_reloads.get_or_create(&[("result", "error")]).inc();
+                            tracing::warn!(error = %e, "certificate from the Secret not usable");
+                        }
+                    }
+                })))
+                }
+                None => reloader,
+            };
         Ok(Self {
             addr,
             ca_pem,
@@ -421,6 +478,7 @@ fn router(state: Arc<AppState>, timeout: Duration) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
+        .route("/version", get(version_handler))
         .with_state(state)
 }
 
@@ -584,6 +642,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.shutting_down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    if let Some(why) = state.tls_status.not_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
     if state.needs_sync && !state.knowledge.current().synced {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -597,13 +658,20 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 fn render_metrics(state: &AppState) -> String {
     let m = &state.metrics;
     let snap = state.knowledge.current();
-    m.synced.set(i64::from(snap.synced));
-    m.nodes.set(snap.knowledge.nodes.len() as i64);
-    m.knowledge_age
-        .set(state.knowledge.node_age().unwrap_or(-1.0));
-    m.apiserver_age
-        .set(state.knowledge.apiserver_age().unwrap_or(-1.0));
+    m.set_knowledge(
+        snap.synced,
+        snap.knowledge.nodes.len(),
+        state.knowledge.node_age(),
+        state.knowledge.apiserver_age(),
+    );
     m.render()
+}
+
+async fn version_handler(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(crate::metrics::version_document(
+        &state.tls_status.cert_pem(),
+    ))
+    .into_response()
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
@@ -624,6 +692,7 @@ async fn reload_loop(
     mut cert: Vec<u8>,
     mut key: Vec<u8>,
     metrics: Arc<Metrics>,
+    tls_status: Arc<crate::selfmanaged::TlsStatus>,
 ) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
     tick.tick().await;
@@ -641,6 +710,7 @@ async fn reload_loop(
                 // New handshakes use the new config; connections open now keep theirs.
                 config.reload_from_config(cfg);
                 metrics.cert_expiry.set(expiry.unwrap_or(0));
+                tls_status.set_cert(&String::from_utf8_lossy(&c));
                 metrics
                     .cert_reloads
                     .get_or_create(&[("result", "ok")])
@@ -745,6 +815,25 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         (None, None) => LiveKnowledge::fixed(ClusterKnowledge::default(), true),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
+        _ if args.self_managed.tls_secret.is_some() => {
+            let settings =
+                crate::selfmanaged::Settings::from_args(&args.self_managed, &args.tls_sans)?;
+            let Some(client) = &client else {
+                anyhow::bail!(
+                    "--tls-secret needs a cluster: no in-cluster or kubeconfig credentials found"
+                );
+            };
+            let manager = crate::selfmanaged::Manager::new(client.clone(), settings);
+            let current = manager
+                .bootstrap(Duration::from_secs(120))
+                .await
+                .context("self-managed TLS (--tls-secret)")?;
+            tracing::info!(step = ?current.step, trusted = current.trusted, "self-managed TLS: certificate ready");
+            TlsSource::SelfManaged {
+                manager: Box::new(manager),
+                current: Box::new(current),
+            }
+        }
         (Some(cert), Some(key)) => TlsSource::Files {
             files: CertFiles {
                 cert: cert.clone(),

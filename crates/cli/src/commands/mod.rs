@@ -1,8 +1,11 @@
 //! One module per subcommand; each parses its flags and calls a library.
 
+pub mod completion;
 pub mod doctor;
 pub mod inject;
 pub mod install;
 pub mod label_nodes;
 pub mod lint;
+pub mod uninstall;
+pub mod version;
 pub mod webhook;

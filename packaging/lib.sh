@@ -10,7 +10,7 @@ command -v jq >/dev/null || die "jq is needed (apt-get install jq)"
 
 # The one place: crates/core/src/images.rs (registry) and the workspace version (tag).
 IMAGES_RS="$ROOT/crates/core/src/images.rs"
-default_registry="$(grep -A1 'macro_rules! registry' "$IMAGES_RS" | sed -n 's/.*() => *{ *"\([^"]*\)" *}.*/\1/p')"
+default_registry="$(grep -A3 'macro_rules! registry' "$IMAGES_RS" | grep -o '"[^"]*"' | head -1 | tr -d '"')"
 default_source="$(sed -n 's/^pub const SOURCE: &str = "\([^"]*\)";.*/\1/p' "$IMAGES_RS")"
 [[ -n "$default_registry" && -n "$default_source" ]] || die "could not read the registry/source from $IMAGES_RS"
 VERSION="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml")"

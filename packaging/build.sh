@@ -33,22 +33,29 @@ TARGET=x86_64-unknown-linux-gnu
 STATIC_DIR="${TANDEM_STATIC_TARGET:-$ROOT/target/static}"
 BIN="$STATIC_DIR/$TARGET/release"
 
+SHIM_BIN="$STATIC_DIR/shim/$TARGET/release"
 if [[ $compile == 1 ]]; then
   t0=$(date +%s)
-  # Reproducible binaries: no absolute paths of this machine in them (panic messages,
-  # debug info), static glibc, stripped.
+  # Reproducible binaries: no absolute paths of this machine in them (panic messages),
+  # static glibc, stripped.
+  remap="--remap-path-prefix=$ROOT=/src --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
   (cd "$ROOT" &&
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C strip=symbols --remap-path-prefix=$ROOT=/src --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C strip=symbols $remap" \
     CARGO_TARGET_DIR="$STATIC_DIR" \
-      nice -n 10 cargo build --release --locked -p tandem -p tandem-shim --target "$TARGET")
+      nice -n 10 cargo build --release --locked -p tandem --target "$TARGET")
+  # The shim with its own size settings (opt-level z, fat LTO, panic=abort).
+  RUSTFLAGS="${RUSTFLAGS:-} $remap" CARGO_TARGET_DIR="$STATIC_DIR/shim" \
+    nice -n 10 bash "$ROOT/crates/shim/build-static.sh" >&2
   log "static binaries built in $(($(date +%s) - t0))s"
 fi
-for b in tandem tandem-shim; do
-  [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing: run without --no-compile"
-  if readelf -d "$BIN/$b" 2>/dev/null | grep -q NEEDED; then die "$BIN/$b is not static"; fi
+for b in "$BIN/tandem" "$SHIM_BIN/tandem-shim"; do
+  [[ -x "$b" ]] || die "$b is missing: run without --no-compile"
+  if readelf -d "$b" 2>/dev/null | grep -q NEEDED; then die "$b is not static"; fi
 done
 
-mkdir -p "$OUT/oci"
+mkdir -p "$OUT/oci" "$OUT/bin"
+# The binaries, also the build context of packaging/Containerfile.
+install -m 0755 "$BIN/tandem" "$SHIM_BIN/tandem-shim" "$OUT/bin/"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -62,7 +69,7 @@ oci_image "$TANDEM_REPO" "$IMAGE_TAG" "$work/tandem" '["/tandem"]' \
 # tandem-shim: /tandem-shim, what the injected init container runs as
 # `/tandem-shim install <dir>/tandem-shim`.
 mkdir -p "$work/tandem-shim"
-install -m 0755 "$BIN/tandem-shim" "$work/tandem-shim/tandem-shim"
+install -m 0755 "$SHIM_BIN/tandem-shim" "$work/tandem-shim/tandem-shim"
 oci_image "$SHIM_REPO" "$IMAGE_TAG" "$work/tandem-shim" '["/tandem-shim"]' \
   "tandem-shim: the native/legacy sidecar handshake, copied into pods by tandem" \
   "$OUT/oci/tandem-shim" "$OUT/tandem-shim-$IMAGE_TAG.oci.tar"

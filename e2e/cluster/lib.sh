@@ -11,6 +11,8 @@ K8S_VERSION="${TANDEM_K8S_VERSION:-v1.36.3}"
 K8S_OLD_VERSION="${TANDEM_K8S_OLD_VERSION:-v1.32.13}"
 ETCD_VERSION="${TANDEM_ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${TANDEM_KWOK_VERSION:-v0.8.0}"
+# helm, for the chart's tests (charts/tandem): built from the Go module proxy.
+HELM_VERSION="${TANDEM_HELM_VERSION:-v3.22.0}"
 
 CACHE_DIR="${TANDEM_CACHE:-$HOME/.cache/tandem}"
 BIN_DIR="$CACHE_DIR/bin"

@@ -203,7 +203,7 @@ fn default_settle() -> Duration {
     Duration::from_secs(5)
 }
 fn default_shim_image() -> String {
-    "ghcr.io/tandem-dev/tandem-shim:0.1.0".into()
+    crate::images::SHIM_IMAGE.into()
 }
 fn default_shim_path() -> String {
     "/usr/local/bin/tandem-shim".into()

@@ -15,6 +15,7 @@
 
 pub mod compat;
 pub mod config;
+pub mod images;
 pub mod inject;
 pub mod knowledge;
 pub mod kyaml;

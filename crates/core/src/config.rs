@@ -296,7 +296,7 @@ pub fn sidecar_name(sidecar: &Value) -> &str {
 }
 
 /// Checks that a raw container is one Kubernetes would accept as a sidecar.
-fn validate_container(c: &Value) -> Result<(), String> {
+pub(crate) fn validate_container(c: &Value) -> Result<(), String> {
     if !c.is_object() {
         return Err("must be a Container object".into());
     }

@@ -13,6 +13,8 @@
 //! [`plan`] (which placement, through [`compat`] and [`scheduling`]) →
 //! [`inject`] (the patch, built with [`patch`]).
 
+pub mod api;
+pub mod catalog;
 pub mod compat;
 pub mod config;
 pub mod inject;
@@ -24,6 +26,8 @@ pub mod names;
 pub mod patch;
 pub mod plan;
 pub mod scheduling;
+pub mod selector;
+pub mod status;
 pub mod version;
 pub mod workload;
 

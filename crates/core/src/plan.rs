@@ -23,6 +23,8 @@ pub enum ModeSource {
     Override,
     /// The configuration's `mode`.
     Config,
+    /// A sidecar object's `spec.mode`.
+    Object,
 }
 
 /// How one pod gets its sidecars, and the reasons.
@@ -106,6 +108,7 @@ fn source_words(source: ModeSource) -> &'static str {
         ModeSource::Annotation => "the pod's tandem.dev/mode annotation",
         ModeSource::Override => "--mode",
         ModeSource::Config => "the configuration",
+        ModeSource::Object => "the sidecar object's spec.mode",
     }
 }
 

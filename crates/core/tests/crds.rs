@@ -1,6 +1,6 @@
 //! The CRD files in `charts/tandem/crds/` are exactly what `tandem_core::api::crd_files`
-#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 //! generates from the Rust types. `TANDEM_UPDATE_CRDS=1` rewrites them.
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::path::PathBuf;
 

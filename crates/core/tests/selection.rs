@@ -1,7 +1,7 @@
 //! Selection of sidecar objects for pods: reading objects, the catalog's conflict rules,
-#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 //! and the selection rules (selectors × request annotation × opt-out × namespace/cluster
 //! scope), as tables and as a property test against a plain model of the rules.
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::collections::{BTreeMap, BTreeSet};
 

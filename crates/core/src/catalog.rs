@@ -499,6 +499,46 @@ pub fn requested_names(meta: Option<&Value>) -> Result<Vec<String>, SelectError>
 }
 
 impl Catalog {
+    /// A catalog from documents (`tandem inject --sidecars`): `Sidecar` and
+    /// `ClusterSidecar` objects, `Namespace`s (their labels, for `namespaceSelector`), and
+    /// `List`s of them. Offline, every object must be usable: the error names each one
+    /// that isn't (unusable objects, conflicts, and documents of other kinds).
+    pub fn from_documents<'a>(docs: impl IntoIterator<Item = &'a Value>) -> Result<Self, Vec<String>> {
+        let mut objects = Vec::new();
+        let mut namespaces = BTreeMap::new();
+        let mut errors = Vec::new();
+        let mut stack: Vec<&Value> = docs.into_iter().collect();
+        stack.reverse();
+        while let Some(doc) = stack.pop() {
+            match doc.get("kind").and_then(Value::as_str) {
+                None if doc.is_null() => {}
+                Some("List") | Some("SidecarList") | Some("ClusterSidecarList") => {
+                    if let Some(items) = doc.get("items").and_then(Value::as_array) {
+                        stack.extend(items.iter().rev());
+                    }
+                }
+                Some("Namespace") => {
+                    if let Some(name) = doc.pointer("/metadata/name").and_then(Value::as_str) {
+                        namespaces.insert(name.to_string(), labels_of(doc.get("metadata")));
+                    }
+                }
+                Some("Sidecar") | Some("ClusterSidecar") => objects.push(SidecarObject::from_value(doc)),
+                other => errors.push(format!(
+                    "{}: kind {other:?} is not Sidecar, ClusterSidecar or Namespace",
+                    crate::workload::describe(doc)
+                )),
+            }
+        }
+        let mut catalog = Catalog::build(objects);
+        catalog.namespaces = namespaces;
+        for e in catalog.entries() {
+            if let Entry::Unusable(u) = e {
+                errors.push(format!("{u} ({})", u.reason));
+            }
+        }
+        if errors.is_empty() { Ok(catalog) } else { Err(errors) }
+    }
+
     /// Builds a catalog from read objects (and their read errors), resolving conflicts
     /// within a scope: among the `ClusterSidecar`s, and among the `Sidecar`s of one
     /// namespace, two usable objects that add the same container name (or the same volume

@@ -165,6 +165,11 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
                 {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
                 // The API server's SidecarContainers feature metric (read every few minutes).
                 {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
+                // Sidecar objects (watched) and their status (Ready/Invalid conditions);
+                // namespaces' labels for ClusterSidecars' namespaceSelector.
+                {"apiGroups": ["tandem.dev"], "resources": ["sidecars", "clustersidecars"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["tandem.dev"], "resources": ["sidecars/status", "clustersidecars/status"], "verbs": ["get", "update", "patch"]},
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
             ]
         }),
         json!({
@@ -191,6 +196,10 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
             "data": {"config.yaml": config_text}
         }),
     ];
+
+    // The Sidecar and ClusterSidecar CRDs come first: everything after may use them.
+    let crds = tandem_core::api::crds();
+    out.splice(0..0, crds.iter().filter_map(|c| serde_json::to_value(c).ok()));
 
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     let mut ca_bundle = None;
@@ -577,6 +586,25 @@ mod tests {
             !role.contains("secrets") && !role.contains("\"pods\""),
             "{role}"
         );
+    }
+
+    #[test]
+    fn sidecar_crds_come_first_and_the_webhook_may_watch_them() {
+        let objs = objects(&args(&[])).unwrap();
+        let names: Vec<&str> = objs[..2]
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["sidecars.tandem.dev", "clustersidecars.tandem.dev"]);
+        assert_eq!(objs[0]["kind"], "CustomResourceDefinition");
+        let role = find(&objs, "ClusterRole")[0]["rules"].to_string();
+        for want in [
+            r#"["sidecars","clustersidecars"],"verbs":["get","list","watch"]"#,
+            r#"["sidecars/status","clustersidecars/status"],"verbs":["get","update","patch"]"#,
+            r#"["namespaces"],"verbs":["get","list","watch"]"#,
+        ] {
+            assert!(role.contains(want), "{want} in {role}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use serde_json::{Value, json};
+use tandem_core::catalog::Catalog;
 use tandem_core::inject::{Injector, PodOutcome};
 use tandem_core::knowledge::{ApiServerFacts, ClusterKnowledge, NodeFacts};
 use tandem_core::{Config, KubeVersion, Mode, manifest};
@@ -22,6 +23,7 @@ use crate::input::{self, Source};
   kubectl get deploy web -o yaml | tandem inject -f - --kubelet-version 1.28.3
   tandem inject -f job.yaml --nodes nodes.yaml --apiserver-version 1.31.4 --patch
   tandem inject -f deploy.yaml --from-cluster --context prod
+  tandem inject -f deploy.yaml --sidecars sidecars.yaml
 
 A pod's tandem.dev/mode annotation wins over --mode, which wins over the config's mode.
 Exit codes: 0 injected (or nothing to do), 1 bad input or an injection error (nothing
@@ -43,6 +45,12 @@ pub struct Args {
     /// affinity, universal or auto.
     #[arg(short, long, value_parser = parse_mode, value_name = "MODE")]
     mode: Option<Mode>,
+
+    /// Sidecar and ClusterSidecar objects (YAML/JSON, several documents or a List;
+    /// Namespace objects there give the labels namespaceSelector matches); repeatable.
+    /// Pods get the objects that select them, as the webhook would choose them.
+    #[arg(long = "sidecars", value_name = "FILE")]
+    sidecar_files: Vec<PathBuf>,
 
     #[command(flatten)]
     knowledge: KnowledgeArgs,
@@ -204,12 +212,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let config = load_config(args.config.as_ref())?;
     let knowledge = args.knowledge.load()?;
     let sources = input::read_sources(&args.files, args.recursive)?;
+    let catalog = load_sidecar_objects(&args.sidecar_files)?;
     let injector = Injector {
         config: &config,
         knowledge: &knowledge,
         mode_override: args.mode,
     };
-    let report = inject_all(&injector, &sources);
+    let report = inject_all(&injector, catalog.as_ref(), &sources);
     if !report.errors.is_empty() {
         for e in &report.errors {
             eprintln!("tandem: error: {e}");
@@ -243,7 +252,19 @@ struct Report {
     skipped: BTreeMap<String, usize>,
 }
 
-fn inject_all(injector: &Injector<'_>, sources: &[Source]) -> Report {
+/// Reads `--sidecars` files into a catalog (`None` without any).
+pub fn load_sidecar_objects(files: &[PathBuf]) -> Result<Option<Catalog>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let sources = input::read_sources(files, false)?;
+    let docs = sources.iter().flat_map(|s| s.documents.iter().map(|d| &d.value));
+    Catalog::from_documents(docs)
+        .map(Some)
+        .map_err(|errors| anyhow::anyhow!("--sidecars: {}", errors.join("; ")))
+}
+
+fn inject_all(injector: &Injector<'_>, catalog: Option<&Catalog>, sources: &[Source]) -> Report {
     let mut r = Report {
         documents: Vec::new(),
         errors: Vec::new(),
@@ -253,7 +274,7 @@ fn inject_all(injector: &Injector<'_>, sources: &[Source]) -> Report {
     };
     for source in sources {
         for doc in &source.documents {
-            let outcome = match injector.inject_document(&doc.value) {
+            let outcome = match injector.inject_document_with(&doc.value, catalog) {
                 Ok(o) => o,
                 Err(e) => {
                     r.errors

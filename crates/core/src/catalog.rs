@@ -503,7 +503,9 @@ impl Catalog {
     /// `ClusterSidecar` objects, `Namespace`s (their labels, for `namespaceSelector`), and
     /// `List`s of them. Offline, every object must be usable: the error names each one
     /// that isn't (unusable objects, conflicts, and documents of other kinds).
-    pub fn from_documents<'a>(docs: impl IntoIterator<Item = &'a Value>) -> Result<Self, Vec<String>> {
+    pub fn from_documents<'a>(
+        docs: impl IntoIterator<Item = &'a Value>,
+    ) -> Result<Self, Vec<String>> {
         let mut objects = Vec::new();
         let mut namespaces = BTreeMap::new();
         let mut errors = Vec::new();
@@ -522,7 +524,9 @@ impl Catalog {
                         namespaces.insert(name.to_string(), labels_of(doc.get("metadata")));
                     }
                 }
-                Some("Sidecar") | Some("ClusterSidecar") => objects.push(SidecarObject::from_value(doc)),
+                Some("Sidecar") | Some("ClusterSidecar") => {
+                    objects.push(SidecarObject::from_value(doc))
+                }
                 other => errors.push(format!(
                     "{}: kind {other:?} is not Sidecar, ClusterSidecar or Namespace",
                     crate::workload::describe(doc)
@@ -536,7 +540,11 @@ impl Catalog {
                 errors.push(format!("{u} ({})", u.reason));
             }
         }
-        if errors.is_empty() { Ok(catalog) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Builds a catalog from read objects (and their read errors), resolving conflicts

@@ -199,7 +199,10 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
 
     // The Sidecar and ClusterSidecar CRDs come first: everything after may use them.
     let crds = tandem_core::api::crds();
-    out.splice(0..0, crds.iter().filter_map(|c| serde_json::to_value(c).ok()));
+    out.splice(
+        0..0,
+        crds.iter().filter_map(|c| serde_json::to_value(c).ok()),
+    );
 
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     let mut ca_bundle = None;

@@ -258,7 +258,9 @@ pub fn load_sidecar_objects(files: &[PathBuf]) -> Result<Option<Catalog>> {
         return Ok(None);
     }
     let sources = input::read_sources(files, false)?;
-    let docs = sources.iter().flat_map(|s| s.documents.iter().map(|d| &d.value));
+    let docs = sources
+        .iter()
+        .flat_map(|s| s.documents.iter().map(|d| &d.value));
     Catalog::from_documents(docs)
         .map(Some)
         .map_err(|errors| anyhow::anyhow!("--sidecars: {}", errors.join("; ")))

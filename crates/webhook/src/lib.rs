@@ -9,6 +9,8 @@
 //!   `/mutate`, `/healthz`, `/readyz`, `/metrics`, certificate reload, graceful shutdown.
 //! - [`live`] keeps what `auto` needs (nodes, API server version and gate) current from
 //!   a watch, off the admission path; [`events`] sends Kubernetes Events the same way.
+//! - [`sidecars`] keeps the `Sidecar`/`ClusterSidecar` objects current the same way and
+//!   writes their status conditions.
 //! - [`install`] renders `tandem install`'s manifests.
 //!
 //! The CLI stays thin: it calls [`run`] with [`WebhookArgs`] and [`render`] with
@@ -20,6 +22,7 @@ pub mod install;
 pub mod live;
 pub mod metrics;
 pub mod server;
+pub mod sidecars;
 pub mod tls;
 
 pub use install::{InstallArgs, render};

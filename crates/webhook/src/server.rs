@@ -23,6 +23,7 @@ use crate::admission::{self, Context, PatchEncoding};
 use crate::events::EventSink;
 use crate::live::LiveKnowledge;
 use crate::metrics::Metrics;
+use crate::sidecars::SidecarIndex;
 use crate::tls::{self, CertFiles, Pki};
 
 /// Log output format.
@@ -106,6 +107,11 @@ pub struct WebhookArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// With a cluster: watch Sidecar and ClusterSidecar objects (tandem.dev/v1alpha1) and
+    /// inject them into the pods that select them, besides the config's sidecars; set
+    /// their status. Without the CRDs installed, there are simply none.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub sidecar_objects: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -154,6 +160,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Per-request time limit.
     pub request_timeout: Duration,
+    /// Sidecar objects (disabled: the config's sidecars only).
+    pub sidecars: SidecarIndex,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -185,6 +193,7 @@ impl ServeOptions {
             encoding: PatchEncoding::Base64,
             max_body_bytes: 4 << 20,
             request_timeout: Duration::from_secs(10),
+            sidecars: SidecarIndex::disabled(),
         }
     }
 }
@@ -194,6 +203,7 @@ struct AppState {
     mode_override: Option<Mode>,
     needs_sync: bool,
     knowledge: LiveKnowledge,
+    sidecars: SidecarIndex,
     events: EventSink,
     metrics: Arc<Metrics>,
     encoding: PatchEncoding,
@@ -261,6 +271,7 @@ impl Webhook {
             mode_override: opts.mode_override,
             needs_sync,
             knowledge: opts.knowledge.clone(),
+            sidecars: opts.sidecars.clone(),
             events,
             metrics: metrics.clone(),
             encoding: opts.encoding,
@@ -374,8 +385,14 @@ fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn) -> Response 
         namespace,
         encoding: state.encoding,
     };
-    let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| admission::review(body, &ctx)))
-    {
+    let objects = state.sidecars.current();
+    let objects = objects.as_deref().map(|o| admission::Objects {
+        catalog: &o.catalog,
+        synced: o.synced,
+    });
+    let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        admission::review_with(body, &ctx, objects)
+    })) {
         Ok(a) => a,
         Err(_) => {
             state.metrics.panics.inc();
@@ -434,6 +451,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "node knowledge not synced yet (auto mode uses the safe mode until then)",
+        )
+            .into_response();
+    }
+    if state.sidecars.current().is_some_and(|s| !s.synced) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sidecar objects not synced yet",
         )
             .into_response();
     }
@@ -580,6 +604,12 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         // No cluster: whatever the mode, serve; auto decides with no knowledge (safe mode).
         (None, None) => LiveKnowledge::fixed(ClusterKnowledge::default(), true),
     };
+    let sidecars = match &client {
+        Some(c) if args.sidecar_objects => {
+            SidecarIndex::watch(c.clone(), std::env::var("POD_NAME").ok())
+        }
+        _ => SidecarIndex::disabled(),
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => TlsSource::Files {
             files: CertFiles {
@@ -614,6 +644,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         encoding: args.patch_encoding,
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
+        sidecars,
     };
     let hook = Webhook::start(opts).await?;
     if let Some(ca) = hook.ca_pem() {

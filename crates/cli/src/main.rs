@@ -39,6 +39,10 @@ enum Command {
     LabelNodes(commands::label_nodes::Args),
     /// Find sidecar pitfalls in manifests (what will hang, what never completes).
     Lint(commands::lint::Args),
+    /// List workloads whose pods run an outdated revision of a sidecar object.
+    Status(commands::status::Args),
+    /// Restart the workloads that `tandem status` lists, at a set pace (dry run by default).
+    Rollout(commands::rollout::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::LabelNodes(args) => commands::label_nodes::run(args),
         Command::Lint(args) => commands::lint::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::Rollout(args) => commands::rollout::run(args),
     };
     match result {
         Ok(code) => code,

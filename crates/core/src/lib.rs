@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod metrics_text;
 pub mod mode;
 pub mod names;
+pub mod outdated;
 pub mod patch;
 pub mod plan;
 pub mod scheduling;

@@ -5,4 +5,6 @@ pub mod inject;
 pub mod install;
 pub mod label_nodes;
 pub mod lint;
+pub mod rollout;
+pub mod status;
 pub mod webhook;

@@ -88,7 +88,7 @@ async fn setup(cluster: &TestCluster, prefix: &str) -> Setup {
         ns.name(),
         &PatchParams::default(),
         &Patch::Merge(
-            json!({"metadata": {"labels": {"tandem.dev/inject": "enabled", "logging": "on"}}}),
+            json!({"metadata": {"labels": {"tandem.dev/inject": "enabled", "tandem-e2e-ns": ns.name()}}}),
         ),
     )
     .await
@@ -305,7 +305,7 @@ async fn e2e_sidecar_objects_change_injection_without_restart() {
     assert_eq!(ready["status"], "True");
 
     // A ClusterSidecar of the same name is shadowed by the Sidecar in this namespace ...
-    let cspec = json!({"podSelector": {}, "order": 5, "namespaceSelector": {"matchLabels": {"logging": "on"}},
+    let cspec = json!({"podSelector": {}, "order": 5, "namespaceSelector": {"matchLabels": {"tandem-e2e-ns": ns}},
         "containers": [{"name": "cluster-proxy", "image": "example/cproxy:1", "command": ["/p"]}]});
     let cname = unique_name("proxy");
     // (cluster-scoped objects are shared by parallel runs: use a unique name, and a
@@ -340,7 +340,8 @@ async fn e2e_sidecar_objects_change_injection_without_restart() {
     );
     // Pods still get Sidecar proxy; the shadowed ClusterSidecar is not injected here.
     s.expect_inits(web.clone(), &["proxy"]).await;
-    // Delete the namespaced one: the ClusterSidecar applies (namespaceSelector logging=on).
+    // Delete the namespaced one: the ClusterSidecar applies (its namespaceSelector picks
+    // this namespace by a label only it carries).
     s.sidecars()
         .delete(&cname, &DeleteParams::default())
         .await

@@ -506,6 +506,69 @@ mod tests {
         assert!(!status_matches(Some(&older), &ds[0]));
     }
 
+    /// The admission path with objects: a pod that selects a usable object gets it; a
+    /// pod that only an unusable object would select is admitted with a warning; a pod
+    /// that selects neither is untouched by them; a pod that asks for the unusable one is
+    /// refused with the reason.
+    #[test]
+    fn admission_with_objects() {
+        use crate::admission::{Context, Objects, Outcome, PatchEncoding, review_with};
+        use tandem_core::inject::NamespaceOptIn;
+        use tandem_core::{ClusterKnowledge, Config, Mode, Placement};
+        let good = json!({"apiVersion": API_VERSION, "kind": "Sidecar",
+            "metadata": {"name": "proxy", "namespace": "shop"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                     "containers": [{"name": "proxy", "image": "p:1", "command": ["/p"]}]}});
+        let bad = json!({"apiVersion": API_VERSION, "kind": "ClusterSidecar",
+            "metadata": {"name": "broken"},
+            "spec": {"podSelector": {"matchLabels": {"app": "db"}},
+                     "containers": [{"name": "broken"}]}});
+        let catalog = Catalog::build([&good, &bad].into_iter().map(SidecarObject::from_value));
+        let config = Config::from_yaml("sidecars: []").unwrap();
+        let k = ClusterKnowledge::default();
+        let ctx = Context {
+            config: &config,
+            knowledge: &k,
+            synced: true,
+            mode_override: Some(Mode::Native),
+            namespace: NamespaceOptIn::Enabled,
+            encoding: PatchEncoding::Base64,
+        };
+        let objects = Some(Objects {
+            catalog: &catalog,
+            synced: true,
+        });
+        let review = |labels: Value, annotations: Value| {
+            let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {"uid": "1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "namespace": "shop", "operation": "CREATE",
+                    "object": {"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": "p", "labels": labels, "annotations": annotations},
+                        "spec": {"containers": [{"name": "app", "image": "a:1"}]}}}});
+            let a = review_with(body.to_string().as_bytes(), &ctx, objects);
+            let v: Value = serde_json::from_slice(&a.body).unwrap();
+            (a.outcome, v["response"].clone())
+        };
+        let (o, _) = review(json!({"app": "web"}), json!({}));
+        assert_eq!(o, Outcome::Injected(Placement::Native));
+        let (o, r) = review(json!({"app": "db"}), json!({}));
+        assert_eq!(o, Outcome::Skipped);
+        assert_eq!(r["allowed"], true);
+        let (o, r) = review(json!({"app": "api"}), json!({}));
+        assert_eq!(o, Outcome::Skipped);
+        assert!(r.get("warnings").is_none(), "{r}");
+        let (o, r) = review(
+            json!({"app": "api"}),
+            json!({"tandem.dev/sidecars": "broken"}),
+        );
+        assert_eq!(o, Outcome::Denied);
+        let msg = r["status"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("ClusterSidecar broken") && msg.contains("image is required"),
+            "{msg}"
+        );
+    }
+
     #[tokio::test]
     async fn fixed_and_disabled_indexes() {
         assert!(SidecarIndex::disabled().current().is_none());

@@ -46,6 +46,10 @@ enum Command {
     /// Remove tandem from a cluster, webhook configurations first (prints the objects for
     /// `kubectl delete -f -`, or deletes them with --delete).
     Uninstall(commands::uninstall::Args),
+    /// List workloads whose pods run an outdated revision of a sidecar object.
+    Status(commands::status::Args),
+    /// Restart the workloads that `tandem status` lists, at a set pace (dry run by default).
+    Rollout(commands::rollout::Args),
 }
 
 /// The command's name: `kubectl tandem` when run as the kubectl plugin `kubectl-tandem`.
@@ -83,6 +87,8 @@ fn main() -> ExitCode {
             bin.split(' ').next_back().unwrap_or(bin),
         ),
         Command::Uninstall(args) => commands::uninstall::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::Rollout(args) => commands::rollout::run(args),
     };
     match result {
         Ok(code) => code,

@@ -325,7 +325,7 @@ pub fn sidecar_name(sidecar: &Value) -> &str {
 
 /// Checks that a raw container is one Kubernetes would accept as a sidecar: strictly
 /// (unknown fields, quantities, enums), every problem named by its field.
-fn validate_container(c: &Value) -> Result<(), String> {
+pub(crate) fn validate_container(c: &Value) -> Result<(), String> {
     crate::validate::validate_container(c).map_err(|errs| crate::validate::join(&errs))
 }
 

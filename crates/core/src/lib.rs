@@ -13,6 +13,8 @@
 //! [`plan`] (which placement, through [`compat`] and [`scheduling`]) →
 //! [`inject`] (the patch, built with [`patch`]).
 
+pub mod api;
+pub mod catalog;
 pub mod compat;
 pub mod config;
 pub mod images;
@@ -23,11 +25,13 @@ pub mod manifest;
 pub mod metrics_text;
 pub mod mode;
 pub mod names;
+pub mod outdated;
 pub mod patch;
 pub mod plan;
 pub mod scheduling;
-pub mod validate;
+pub mod selector;
 pub mod status;
+pub mod validate;
 pub mod verify;
 pub mod version;
 pub mod workload;

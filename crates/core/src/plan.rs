@@ -23,6 +23,8 @@ pub enum ModeSource {
     Override,
     /// The configuration's `mode`.
     Config,
+    /// A sidecar object's `spec.mode`.
+    Object,
 }
 
 /// How one pod gets its sidecars, and the reasons.
@@ -142,6 +144,7 @@ fn source_words(source: ModeSource) -> &'static str {
         ModeSource::Annotation => "the pod's tandem.dev/mode annotation",
         ModeSource::Override => "--mode",
         ModeSource::Config => "the configuration",
+        ModeSource::Object => "the sidecar object's spec.mode",
     }
 }
 
@@ -486,7 +489,11 @@ mod tests {
             name: "mystery".into(),
             kubelet: None,
             gate: None,
-            labels: [("pool".to_string(), "elsewhere".to_string())].into(),
+            labels: std::collections::BTreeMap::from([(
+                "pool".to_string(),
+                "elsewhere".to_string(),
+            )])
+            .into(),
             taints: Vec::new(),
         });
         let d = auto(&k, spec.clone(), Ok(()), Fallback::Legacy);

@@ -12,6 +12,7 @@
 //! | TL005 | effective-requests | info |
 //! | TL006 | bad-quantity | error |
 //! | TL007 | invalid-container | error |
+//! | TL008 | unusable-sidecar-object | error |
 
 use serde::Serialize;
 use serde_json::Value;
@@ -108,6 +109,12 @@ pub const RULES: &[Rule] = &[
         name: "invalid-container",
         severity: Severity::Error,
         summary: "a container the API server refuses: unknown fields (typos), bad enums, ports or missing required fields",
+    },
+    Rule {
+        id: "TL008",
+        name: "unusable-sidecar-object",
+        severity: Severity::Error,
+        summary: "a Sidecar or ClusterSidecar that the webhook would skip (its status would say Invalid)",
     },
 ];
 
@@ -258,6 +265,13 @@ fn container_name(c: &Value) -> &str {
 /// Lints one document (any kind; kinds without a pod give nothing).
 pub fn lint_document(doc: &Value, opts: &LintOptions) -> Vec<Finding> {
     let mut out = Vec::new();
+    if matches!(
+        doc.get("kind").and_then(Value::as_str),
+        Some("Sidecar" | "ClusterSidecar")
+    ) {
+        lint_sidecar_object(doc, opts, &mut out);
+        return out;
+    }
     match workload::find_pods(doc) {
         Err(e) => out.push(finding(
             "TL000",
@@ -287,6 +301,93 @@ pub fn lint_document(doc: &Value, opts: &LintOptions) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// A sidecar object: usable at all (TL008), and its containers and init containers
+/// through the pod rules (quantities, probes on init containers, kubelet versions), with
+/// its containers counted as the native sidecars they become.
+fn lint_sidecar_object(doc: &Value, opts: &LintOptions, out: &mut Vec<Finding>) {
+    let object = workload::describe(doc);
+    if let Err(u) = tandem_core::catalog::SidecarObject::from_value(doc) {
+        let (field, message) = match u.message.split_once(": ") {
+            Some((f, m)) if f.starts_with("spec") => (f.to_string(), m.to_string()),
+            _ => ("spec".to_string(), u.message.clone()),
+        };
+        out.push(finding(
+            "TL008",
+            &object,
+            &field,
+            message,
+            "fix the object; the webhook skips it (and refuses pods that request it by name)"
+                .into(),
+        ));
+    }
+    let spec = doc.get("spec").cloned().unwrap_or(Value::Null);
+    let list = |k: &str| {
+        spec.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut inits = list("initContainers");
+    inits.extend(list("containers").into_iter().map(|mut c| {
+        if let Some(o) = c.as_object_mut() {
+            o.insert("restartPolicy".into(), Value::from("Always"));
+        }
+        c
+    }));
+    let n_init = list("initContainers").len();
+    let pod_spec = serde_json::json!({"initContainers": inits, "containers": []});
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("Sidecar");
+    let first = out.len();
+    lint_pod(
+        &object,
+        kind,
+        &Path::root().join(["spec"]),
+        &pod_spec,
+        opts,
+        out,
+    );
+    // Point at the object's own fields: its containers were linted as init containers.
+    for f in &mut out[first..] {
+        if let Some(rest) = f.field.strip_prefix("spec.initContainers[")
+            && let Some((i, tail)) = rest.split_once(']')
+            && let Ok(i) = i.parse::<usize>()
+            && i >= n_init
+        {
+            f.field = format!("spec.containers[{}]{tail}", i - n_init);
+        }
+    }
+}
+
+#[cfg(test)]
+mod sidecar_object_tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_objects_are_linted() {
+        let doc = serde_json::json!({
+            "apiVersion": "tandem.dev/v1alpha1", "kind": "ClusterSidecar",
+            "metadata": {"name": "proxy"},
+            "spec": {
+                "podSelector": {"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["b"]}]},
+                "initContainers": [{"name": "init", "image": "i:1"}],
+                "containers": [{"name": "proxy", "image": "p:1", "command": ["/p"],
+                                "resources": {"requests": {"memory": "64 MiB"}}}]
+            }
+        });
+        let found = lint_document(&doc, &LintOptions::default());
+        let tl008 = found.iter().find(|f| f.rule == "TL008").expect("TL008");
+        assert_eq!(tl008.field, "spec.podSelector");
+        assert!(tl008.message.contains("Equals"), "{}", tl008.message);
+        let tl006 = found.iter().find(|f| f.rule == "TL006").expect("TL006");
+        assert!(
+            tl006.field.starts_with("spec.containers[0]"),
+            "{}",
+            tl006.field
+        );
+        assert!(found.iter().all(|f| f.rule != "TL000"), "{found:?}");
+    }
 }
 
 fn finding(id: &str, object: &str, field: &str, message: String, fix: String) -> Finding {

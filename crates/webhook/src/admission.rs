@@ -221,9 +221,23 @@ struct StatusOut {
     message: String,
 }
 
+/// The sidecar objects admission chooses from, when the webhook watches them.
+#[derive(Debug, Clone, Copy)]
+pub struct Objects<'a> {
+    /// Every known object and the namespaces' labels.
+    pub catalog: &'a tandem_core::catalog::Catalog,
+    /// False until the watch has listed everything once.
+    pub synced: bool,
+}
+
 /// Answers one `/mutate` request body. Never panics on any input (the request path is
 /// fuzzed); a body that is not an AdmissionReview gets HTTP 400.
 pub fn review(body: &[u8], ctx: &Context<'_>) -> Answer {
+    review_with(body, ctx, None)
+}
+
+/// [`review`] with sidecar objects: each pod also gets the objects that select it.
+pub fn review_with(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>) -> Answer {
     let parsed: ReviewIn = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return invalid(format!("not an AdmissionReview: {e}")),
@@ -310,9 +324,22 @@ pub fn review(body: &[u8], ctx: &Context<'_>) -> Answer {
                 knowledge: ctx.knowledge,
                 mode_override: ctx.mode_override,
             };
-            match injector.inject_pod(obj, ctx.namespace) {
+            let namespace = req.namespace.as_deref();
+            match injector.inject_pod_with(
+                obj,
+                ctx.namespace,
+                namespace,
+                objects.map(|o| o.catalog),
+            ) {
                 Ok(PodOutcome::Injected(inj)) => {
                     inject_answer(&inj, ctx, &mut resp, &mut answer);
+                    if objects.is_some_and(|o| !o.synced) {
+                        resp.warnings.push(
+                            "tandem: sidecar objects not synced yet; only the configuration's \
+                             sidecars were considered"
+                                .into(),
+                        );
+                    }
                     // Said as what it is: a decision at admission. Nothing is stored yet,
                     // and a later webhook or validation may still reject the pod.
                     let note = format!(

@@ -236,6 +236,11 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
         json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
         // The API server's SidecarContainers feature metric (read every few minutes).
         json!({"nonResourceURLs": ["/metrics"], "verbs": ["get"]}),
+        // Sidecar objects (watched) and their status (Ready/Invalid conditions);
+        // namespaces' labels for ClusterSidecars' namespaceSelector.
+        json!({"apiGroups": ["tandem.dev"], "resources": ["sidecars", "clustersidecars"], "verbs": ["get", "list", "watch"]}),
+        json!({"apiGroups": ["tandem.dev"], "resources": ["sidecars/status", "clustersidecars/status"], "verbs": ["get", "update", "patch"]}),
+        json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}),
     ];
     if args.tls == TlsMode::SelfManaged {
         // Patches its CA into its own webhook configuration, and no other.
@@ -297,6 +302,13 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
             "data": {"config.yaml": config_text}
         }),
     ]);
+
+    // The Sidecar and ClusterSidecar CRDs come first: everything after may use them.
+    let crds = tandem_core::api::crds();
+    out.splice(
+        0..0,
+        crds.iter().filter_map(|c| serde_json::to_value(c).ok()),
+    );
 
     if args.tls == TlsMode::CertManager {
         out.extend(cert_manager(args, &labels, &dns));
@@ -841,6 +853,25 @@ mod tests {
             }
             assert_eq!(l["app.kubernetes.io/part-of"], "tandem");
             assert_eq!(l["app.kubernetes.io/version"], tandem_core::images::TAG);
+        }
+    }
+
+    #[test]
+    fn sidecar_crds_come_first_and_the_webhook_may_watch_them() {
+        let objs = objects(&args(&[])).unwrap();
+        let names: Vec<&str> = objs[..2]
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["sidecars.tandem.dev", "clustersidecars.tandem.dev"]);
+        assert_eq!(objs[0]["kind"], "CustomResourceDefinition");
+        let role = find(&objs, "ClusterRole")[0]["rules"].to_string();
+        for want in [
+            r#"["sidecars","clustersidecars"],"verbs":["get","list","watch"]"#,
+            r#"["sidecars/status","clustersidecars/status"],"verbs":["get","update","patch"]"#,
+            r#"["namespaces"],"verbs":["get","list","watch"]"#,
+        ] {
+            assert!(role.contains(want), "{want} in {role}");
         }
     }
 

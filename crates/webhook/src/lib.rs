@@ -13,6 +13,8 @@
 //!   a watch, off the admission path; [`events`] sends Kubernetes Events the same way.
 //! - [`selfmanaged`] keeps the serving certificate in a Secret and the caBundle in the
 //!   webhook configuration current (`--tls-secret`), with rotation before expiry.
+//! - [`sidecars`] keeps the `Sidecar`/`ClusterSidecar` objects current the same way and
+//!   writes their status conditions.
 //! - [`install`] renders `tandem install`'s manifests.
 //!
 //! The CLI stays thin: it calls [`run`] with [`WebhookArgs`] and [`render`] with
@@ -26,6 +28,7 @@ pub mod live;
 pub mod metrics;
 pub mod selfmanaged;
 pub mod server;
+pub mod sidecars;
 pub mod tls;
 pub mod work;
 

@@ -25,6 +25,7 @@ use crate::edge::{Edge, EdgeLimits};
 use crate::events::EventSink;
 use crate::live::LiveKnowledge;
 use crate::metrics::Metrics;
+use crate::sidecars::SidecarIndex;
 use crate::tls::{self, CertFiles, Pki};
 use crate::work::{Gate, Refusal, WorkLimits};
 
@@ -142,6 +143,11 @@ pub struct WebhookArgs {
     /// Self-managed TLS (`--tls-secret` and its companions).
     #[command(flatten)]
     pub self_managed: crate::selfmanaged::SelfManagedArgs,
+    /// With a cluster: watch Sidecar and ClusterSidecar objects (tandem.dev/v1alpha1) and
+    /// inject them into the pods that select them, besides the config's sidecars; set
+    /// their status. Without the CRDs installed, there are simply none.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub sidecar_objects: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -222,6 +228,8 @@ pub struct ServeOptions {
     pub edge: EdgeLimits,
     /// Admission work limits; `max_body_bytes` is copied in at start.
     pub work: WorkLimits,
+    /// Sidecar objects (disabled: the config's sidecars only).
+    pub sidecars: SidecarIndex,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -255,6 +263,7 @@ impl ServeOptions {
             request_timeout: Duration::from_secs(10),
             edge: EdgeLimits::default(),
             work: WorkLimits::default(),
+            sidecars: SidecarIndex::disabled(),
         }
     }
 }
@@ -264,6 +273,7 @@ struct AppState {
     mode_override: Option<Mode>,
     needs_sync: bool,
     knowledge: LiveKnowledge,
+    sidecars: SidecarIndex,
     events: EventSink,
     metrics: Arc<Metrics>,
     encoding: PatchEncoding,
@@ -355,6 +365,7 @@ impl Webhook {
             mode_override: opts.mode_override,
             needs_sync,
             knowledge: opts.knowledge.clone(),
+            sidecars: opts.sidecars.clone(),
             events,
             metrics: metrics.clone(),
             encoding: opts.encoding,
@@ -582,8 +593,14 @@ fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn) -> Response 
         namespace,
         encoding: state.encoding,
     };
-    let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| admission::review(body, &ctx)))
-    {
+    let objects = state.sidecars.current();
+    let objects = objects.as_deref().map(|o| admission::Objects {
+        catalog: &o.catalog,
+        synced: o.synced,
+    });
+    let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        admission::review_with(body, &ctx, objects)
+    })) {
         Ok(a) => a,
         Err(_) => {
             state.metrics.panics.inc();
@@ -649,6 +666,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "node knowledge not synced yet (auto mode uses the safe mode until then)",
+        )
+            .into_response();
+    }
+    if state.sidecars.current().is_some_and(|s| !s.synced) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sidecar objects not synced yet",
         )
             .into_response();
     }
@@ -814,6 +838,12 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         // No cluster: whatever the mode, serve; auto decides with no knowledge (safe mode).
         (None, None) => LiveKnowledge::fixed(ClusterKnowledge::default(), true),
     };
+    let sidecars = match &client {
+        Some(c) if args.sidecar_objects => {
+            SidecarIndex::watch(c.clone(), std::env::var("POD_NAME").ok())
+        }
+        _ => SidecarIndex::disabled(),
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         _ if args.self_managed.tls_secret.is_some() => {
             let settings =
@@ -884,6 +914,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
             },
             queue_timeout: args.queue_timeout,
         },
+        sidecars,
     };
     if args.max_inflight_bytes < args.max_body_bytes.saturating_mul(2) {
         anyhow::bail!(

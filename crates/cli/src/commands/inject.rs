@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use serde_json::{Value, json};
+use tandem_core::catalog::Catalog;
 use tandem_core::inject::{Injector, PodOutcome};
 use tandem_core::knowledge::{ApiServerFacts, ClusterKnowledge, NodeFacts};
 use tandem_core::manifest::Document;
@@ -23,6 +24,7 @@ use crate::input::{self, Item};
   kubectl get deploy web -o yaml | tandem inject -f - --kubelet-version 1.28.3
   tandem inject -f job.yaml --nodes nodes.yaml --apiserver-version 1.31.4 --patch
   tandem inject -f deploy.yaml --from-cluster --context prod
+  tandem inject -f deploy.yaml --sidecars sidecars.yaml
 
 A pod's tandem.dev/mode annotation wins over --mode, which wins over the config's mode.
 Exit codes: 0 injected (or nothing to do), 1 bad input or an injection error (nothing
@@ -44,6 +46,12 @@ pub struct Args {
     /// affinity, universal or auto.
     #[arg(short, long, value_parser = parse_mode, value_name = "MODE")]
     mode: Option<Mode>,
+
+    /// Sidecar and ClusterSidecar objects (YAML/JSON, several documents or a List;
+    /// Namespace objects there give the labels namespaceSelector matches); repeatable.
+    /// Pods get the objects that select them, as the webhook would choose them.
+    #[arg(long = "sidecars", value_name = "FILE")]
+    sidecar_files: Vec<PathBuf>,
 
     #[command(flatten)]
     knowledge: KnowledgeArgs,
@@ -220,6 +228,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let config = load_config(args.config.as_ref())?;
     let knowledge = args.knowledge.load()?;
     let files = input::list_files(&args.files, args.recursive)?;
+    let catalog = load_sidecar_objects(&args.sidecar_files)?;
     let injector = Injector {
         config: &config,
         knowledge: &knowledge,
@@ -231,7 +240,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         match item {
             Item::BadFile(e) => report.errors.push(e),
             Item::Document(source, doc) => {
-                if let Some((value, ops)) = report.inject(&injector, &source, doc)
+                if let Some((value, ops)) = report.inject(&injector, catalog.as_ref(), &source, doc)
                     && report.errors.is_empty()
                 {
                     out.document(value, ops)
@@ -270,16 +279,38 @@ struct Report {
     foreign: BTreeMap<(String, String, String), usize>,
 }
 
+/// Reads `--sidecars` files into a catalog (`None` without any).
+pub fn load_sidecar_objects(files: &[PathBuf]) -> Result<Option<Catalog>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for item in input::read_all(input::list_files(files, false)?) {
+        match item {
+            Item::BadFile(e) => errors.push(e),
+            Item::Document(_, doc) => docs.push(doc.value),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("--sidecars: {}", errors.join("; "));
+    }
+    Catalog::from_documents(docs.iter())
+        .map(Some)
+        .map_err(|errors| anyhow::anyhow!("--sidecars: {}", errors.join("; ")))
+}
+
 impl Report {
     /// Injects one document: the injected document and its patch, or `None` after
     /// recording an error.
     fn inject(
         &mut self,
         injector: &Injector<'_>,
+        catalog: Option<&Catalog>,
         source: &str,
         doc: Document,
     ) -> Option<(Value, Vec<json_patch::PatchOperation>)> {
-        let outcome = match injector.inject_document(&doc.value) {
+        let outcome = match injector.inject_document_with(&doc.value, catalog) {
             Ok(o) => o,
             Err(e) => {
                 self.errors

@@ -6,6 +6,8 @@ pub mod inject;
 pub mod install;
 pub mod label_nodes;
 pub mod lint;
+pub mod rollout;
+pub mod status;
 pub mod uninstall;
 pub mod version;
 pub mod webhook;

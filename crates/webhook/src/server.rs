@@ -780,6 +780,50 @@ pub fn stderr_wants_colour() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// The facts of the Nodes in `--nodes FILE`. JSON (a `List` or one Node) is read one
+/// Node at a time, so that a large file never exists as a whole parsed tree; anything
+/// else is read as YAML documents.
+fn read_node_file(path: &std::path::Path) -> anyhow::Result<Vec<tandem_core::knowledge::NodeFacts>> {
+    use tandem_core::knowledge::NodeFacts;
+    /// One Node, turned into its facts as soon as it is read.
+    struct Facts(NodeFacts);
+    impl<'de> serde::Deserialize<'de> for Facts {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let v = serde_json::Value::deserialize(d)?;
+            Ok(Self(crate::live::node_facts(&v)))
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct ListIn {
+        items: Option<Vec<Facts>>,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.trim_start().starts_with('{')
+        && let Ok(list) = serde_json::from_str::<ListIn>(&text)
+    {
+        match list.items {
+            Some(items) => return Ok(items.into_iter().map(|f| f.0).collect()),
+            // One Node (small): read it whole.
+            None => {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    return Ok(vec![crate::live::node_facts(&v)]);
+                }
+            }
+        }
+    }
+    let docs = tandem_core::manifest::parse_stream(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut nodes = Vec::new();
+    for d in &docs {
+        match d.value.get("items").and_then(serde_json::Value::as_array) {
+            Some(items) => nodes.extend(items.iter().map(crate::live::node_facts)),
+            None => nodes.push(crate::live::node_facts(&d.value)),
+        }
+    }
+    Ok(nodes)
+}
+
 /// Reads `--config`, or the built-in configuration.
 pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     match path {
@@ -812,18 +856,9 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     };
     let knowledge = match (&args.nodes, &client) {
         (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let docs = tandem_core::manifest::parse_stream(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let values: Vec<serde_json::Value> = docs.into_iter().map(|d| d.value).collect();
-            let mut nodes = Vec::new();
-            for v in &values {
-                match v.get("items").and_then(serde_json::Value::as_array) {
-                    Some(items) => nodes.extend(items.iter().map(crate::live::node_facts)),
-                    None => nodes.push(crate::live::node_facts(v)),
-                }
-            }
+            let nodes = read_node_file(path)?;
+            // The file's text and parsed objects are gone: hand their memory back.
+            crate::work::release_memory();
             tracing::info!(nodes = nodes.len(), file = %path.display(), "fixed node knowledge");
             LiveKnowledge::fixed(
                 ClusterKnowledge {

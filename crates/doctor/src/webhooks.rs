@@ -445,12 +445,28 @@ pub fn combine(per_ns: Vec<(String, Check)>) -> Check {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    for (_, one) in &per_ns {
+    // Evidence in full where something is wrong (or everywhere, when nothing is); one
+    // line for the namespaces where the probe came through clean.
+    let clean: Vec<&str> = per_ns
+        .iter()
+        .filter(|(_, c)| c.status == Status::Pass)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    for (_, one) in per_ns
+        .iter()
+        .filter(|(_, c)| bad.is_empty() || c.status != Status::Pass)
+    {
         for e in &one.evidence {
             if !c.evidence.contains(e) {
                 c.evidence.push(e.clone());
             }
         }
+    }
+    if !bad.is_empty() && !clean.is_empty() {
+        c.evidence.push(format!(
+            "restartPolicy: Always kept in namespaces {}",
+            clean.join(", ")
+        ));
     }
     c.hint = bad
         .iter()
@@ -737,8 +753,14 @@ mod tests {
             "{}",
             c.items[0].detail
         );
-        assert!(c.evidence.iter().any(|e| e.contains("in namespace a")));
         assert!(c.evidence.iter().any(|e| e.contains("in namespace b")));
+        assert!(!c.evidence.iter().any(|e| e.contains("in namespace a")));
+        assert!(
+            c.evidence
+                .contains(&"restartPolicy: Always kept in namespaces a".to_string()),
+            "{:?}",
+            c.evidence
+        );
         let c = combine(vec![("a".into(), ns_a.clone()), ("c".into(), ns_a)]);
         assert_eq!(c.status, Status::Pass);
         assert!(

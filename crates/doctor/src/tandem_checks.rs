@@ -264,8 +264,19 @@ pub async fn gather(client: &Client, target: &TandemTarget) -> TandemFacts {
             KubeError::from_kube(Access::new("list", "deployments.apps").in_namespace(&ns), e)
         })
         .map(|l| {
-            l.items
-                .into_iter()
+            let by_label = |d: &&Deployment| {
+                d.spec
+                    .template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.labels.as_ref())
+                    .and_then(|l| l.get("app.kubernetes.io/name"))
+                    .map(String::as_str)
+                    == Some("tandem-webhook")
+            };
+            let selected: Vec<Deployment> = l
+                .items
+                .iter()
                 .filter(|d| {
                     let template = d
                         .spec
@@ -278,13 +289,18 @@ pub async fn gather(client: &Client, target: &TandemTarget) -> TandemFacts {
                         Some(sel) if !sel.is_empty() => {
                             sel.iter().all(|(k, v)| template.get(k) == Some(v))
                         }
-                        _ => {
-                            template.get("app.kubernetes.io/name").map(String::as_str)
-                                == Some("tandem-webhook")
-                        }
+                        _ => by_label(d),
                     }
                 })
-                .collect()
+                .cloned()
+                .collect();
+            // A Service whose selector matches nothing is the endpoints check's finding;
+            // the Deployment is still judged on its own.
+            if selected.is_empty() {
+                l.items.iter().filter(by_label).cloned().collect()
+            } else {
+                selected
+            }
         });
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
     let endpoints = slices

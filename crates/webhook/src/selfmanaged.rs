@@ -375,7 +375,7 @@ pub fn decide(
         Ok(c) => c,
         Err(e) => return Step::Create(format!("the stored CA is unreadable: {e}")),
     };
-    if ca.not_after <= now + 60 {
+    if ca.not_after <= now {
         return Step::Create("the stored CA has expired".into());
     }
     let renew = settings.renew_before.as_secs() as i64;

@@ -230,6 +230,31 @@ async fn e2e_self_managed_tls_patches_reuses_and_rotates_without_failed_creates(
     .await
     .expect("webhook reachable");
 
+    // Beside the creates, the invariant itself, checked the way the API server would: the
+    // caBundle read from the API server *before* connecting verifies what each replica
+    // serves, on a fresh connection every 100 ms (the API server keeps its connections
+    // open, so the creates alone would rarely catch a replica that switches too early).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let (mwcs, name, stop) = (mwcs.clone(), mwc_name.clone(), stop.clone());
+        let addrs = [a.addr(), b.addr()];
+        tokio::spawn(async move {
+            let (mut checked, mut violations) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(m) = mwcs.get(&name).await {
+                    let bundle = bundle_of(&m);
+                    for addr in addrs {
+                        checked += 1;
+                        if let Err(e) = served_cert(addr, &bundle).await {
+                            violations.push(format!("{addr}: {e}"));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (checked, violations)
+        })
+    };
     let (mut ok, mut failed) = (0usize, Vec::new());
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -256,7 +281,18 @@ async fn e2e_self_managed_tls_patches_reuses_and_rotates_without_failed_creates(
         "steady creates: {ok} ok, {} failed over {run_for:?}",
         failed.len()
     );
+    stop.store(true, Ordering::Relaxed);
+    let (checked, violations) = probe.await.expect("probe");
+    println!(
+        "caBundle probe: {checked} handshakes, {} not verified",
+        violations.len()
+    );
     assert!(failed.is_empty(), "failed creates: {failed:#?}");
+    assert!(
+        violations.is_empty(),
+        "served certificates the caBundle did not verify: {violations:#?}"
+    );
+    assert!(checked > 300, "{checked} probe handshakes");
     assert!(ok >= 200, "{ok} creates");
 
     // Rotated: a new CA signs what both replicas serve now, and the bundle verifies it.

@@ -68,9 +68,10 @@ fn a_node_outside_the_skew_keeps_the_rule_from_deciding() {
         a.detail
     );
     // Without the old node the rule holds, and the same pod gets native sidecars.
-    knowledge.nodes.retain(|n| n.name != "old");
+    let mut without_old = knowledge.clone();
+    without_old.nodes.retain(|n| n.name != "old");
     let ctx = Context {
-        knowledge: &knowledge,
+        knowledge: &without_old,
         ..ctx
     };
     let a = admission::review(&review(job_pod), &ctx);

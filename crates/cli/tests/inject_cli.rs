@@ -160,11 +160,6 @@ fn bad_input_writes_nothing_and_says_where() {
             "cannot read does-not-exist.yaml",
         ),
         (
-            &["inject", "-f", "examples/", "--kubelet-version", "latest"],
-            None,
-            "--kubelet-version",
-        ),
-        (
             &[
                 "inject",
                 "-f",
@@ -185,6 +180,13 @@ fn bad_input_writes_nothing_and_says_where() {
     }
     let out = tandem(&["inject", "-f", "examples/", "--mode", "sidecar"], None);
     assert_eq!(out.status.code(), Some(2));
+    // A bad version is a usage error too, as the help says (issue 15).
+    let out = tandem(
+        &["inject", "-f", "examples/", "--kubelet-version", "latest"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--kubelet-version"));
 }
 
 #[test]

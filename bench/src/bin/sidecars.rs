@@ -157,6 +157,13 @@ fn main() {
             )
         },
     );
+    let reserved = Default::default();
+    time(&format!("  of which selection alone ({n} objects)"), rounds, || {
+        without_objects
+            .select(unselected.get("metadata"), "shop", &reserved)
+            .map(|s| s.objects.len())
+            .unwrap_or(0)
+    });
     time(&format!("{n} objects loaded, 3 selected"), rounds, || {
         count(
             injector

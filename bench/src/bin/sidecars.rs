@@ -25,7 +25,7 @@ fn rss_kib() -> u64 {
 fn object(i: usize) -> Value {
     // Half ClusterSidecars, half Sidecars of the pod's namespace; three select the pod
     // (one by `podSelector: {}`, one by label, one by request), the rest select others.
-    let cluster = i % 2 == 0;
+    let cluster = i.is_multiple_of(2);
     let selector = match i {
         0 => json!({}),
         1 => json!({"matchLabels": {"app": "web"}}),

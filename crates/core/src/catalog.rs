@@ -1,7 +1,7 @@
 //! Sidecar objects as the injector uses them, and the rules that pick them for a pod.
 //!
 //! [`SidecarObject::from_value`] turns a raw `Sidecar`/`ClusterSidecar` (from the API
-//! server or a file) into a checked object with its [revision](revision) or says why it
+//! server or a file) into a checked object with its [revision] or says why it
 //! can't be used. A [`Catalog`] holds every object the webhook (or `tandem inject
 //! --sidecars`) knows, with the namespaces' labels, and answers one question with
 //! [`Catalog::select`]: which objects does this pod get, in which order?

@@ -20,6 +20,13 @@ fn tandem(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Writes `text` to a file of this test process's own and returns its path.
+fn tmp(name: &str, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("tandem-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
 const POD: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -35,7 +42,7 @@ spec:
 
 #[test]
 fn objects_from_a_file_are_selected_ordered_and_recorded() {
-    std::fs::write("/tmp/tandem-empty-config.yaml", "sidecars: []\n").unwrap();
+    let config = tmp("empty-config.yaml", "sidecars: []\n");
     let out = tandem(
         &[
             "inject",
@@ -46,7 +53,7 @@ fn objects_from_a_file_are_selected_ordered_and_recorded() {
             "--mode",
             "native",
             "--config",
-            "/tmp/tandem-empty-config.yaml",
+            &config,
             "--sidecars",
             "examples/sidecars/sidecars.yaml",
         ],
@@ -93,21 +100,11 @@ fn objects_from_a_file_are_selected_ordered_and_recorded() {
 
 #[test]
 fn a_broken_objects_file_is_an_error_naming_the_object() {
-    std::fs::write(
-        "/tmp/tandem-bad-sidecars.yaml",
+    let bad = tmp(
+        "bad-sidecars.yaml",
         "apiVersion: tandem.dev/v1alpha1\nkind: ClusterSidecar\nmetadata: {name: bad}\nspec:\n  podSelector: {matchExpressions: [{key: app, operator: Equals, values: [x]}]}\n  containers: [{name: x, image: x}]\n",
-    )
-    .unwrap();
-    let out = tandem(
-        &[
-            "inject",
-            "-f",
-            "-",
-            "--sidecars",
-            "/tmp/tandem-bad-sidecars.yaml",
-        ],
-        POD,
     );
+    let out = tandem(&["inject", "-f", "-", "--sidecars", &bad], POD);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

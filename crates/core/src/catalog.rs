@@ -1,7 +1,7 @@
 //! Sidecar objects as the injector uses them, and the rules that pick them for a pod.
 //!
 //! [`SidecarObject::from_value`] turns a raw `Sidecar`/`ClusterSidecar` (from the API
-//! server or a file) into a checked object with its [revision](revision) or says why it
+//! server or a file) into a checked object with its [revision] or says why it
 //! can't be used. A [`Catalog`] holds every object the webhook (or `tandem inject
 //! --sidecars`) knows, with the namespaces' labels, and answers one question with
 //! [`Catalog::select`]: which objects does this pod get, in which order?
@@ -644,12 +644,8 @@ impl Catalog {
         }
         let ns_labels = self.namespaces.get(namespace);
         let local = self.namespaced.get(namespace);
-        let mut names: BTreeSet<&String> = self.cluster.keys().collect();
-        if let Some(local) = local {
-            names.extend(local.keys());
-        }
         for r in &requested {
-            if !names.contains(r) {
+            if !local.is_some_and(|l| l.contains_key(r)) && !self.cluster.contains_key(r) {
                 return Err(SelectError(format!(
                     "requests sidecar {r:?} ({}), but there is no Sidecar {namespace}/{r} and no \
                      ClusterSidecar {r}; create it, or fix the annotation",
@@ -657,13 +653,16 @@ impl Catalog {
                 )));
             }
         }
+        // Every name once: the namespace's Sidecars, then the ClusterSidecars they don't
+        // shadow (no set of names is built: this runs for every pod).
+        let shadowed = |name: &String| local.is_some_and(|l| l.contains_key(name));
+        let candidates = local
+            .into_iter()
+            .flat_map(BTreeMap::iter)
+            .chain(self.cluster.iter().filter(|(n, _)| !shadowed(n)));
         let mut chosen: Vec<Selected> = Vec::new();
-        for name in names {
+        for (name, entry) in candidates {
             let is_requested = requested.contains(name);
-            let entry = local
-                .and_then(|l| l.get(name))
-                .or_else(|| self.cluster.get(name));
-            let Some(entry) = entry else { continue };
             let (pod_sel, ns_sel, cluster) = match entry {
                 Entry::Usable(o) => (
                     &o.pod_selector,

@@ -12,6 +12,13 @@
 //! One pod's path: bytes → [`manifest`] → [`workload`] (where the pod is) →
 //! [`plan`] (which placement, through [`compat`] and [`scheduling`]) →
 //! [`inject`] (the patch, built with [`patch`]).
+//!
+//! Sidecar objects: [`api`] holds the `Sidecar`/`ClusterSidecar` types and their CRDs,
+//! [`catalog`] checks objects and decides which ones a pod gets ([`selector`] for label
+//! selectors), [`status`] reads and writes the `tandem.dev/status` annotation, and
+//! [`outdated`] finds pods on old revisions. The injector takes the selected objects with
+//! [`Injector::inject_pod_with`](inject::Injector::inject_pod_with) and
+//! [`Injector::inject_document_with`](inject::Injector::inject_document_with).
 
 pub mod api;
 pub mod catalog;

@@ -304,10 +304,16 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
     ]);
 
     // The Sidecar and ClusterSidecar CRDs come first: everything after may use them.
+    let crd_labels = labels("tandem", "crds");
     let crds = tandem_core::api::crds();
     out.splice(
         0..0,
-        crds.iter().filter_map(|c| serde_json::to_value(c).ok()),
+        crds.iter()
+            .filter_map(|c| serde_json::to_value(c).ok())
+            .map(|mut c| {
+                c["metadata"]["labels"] = crd_labels.clone();
+                c
+            }),
     );
 
     if args.tls == TlsMode::CertManager {

@@ -4,9 +4,10 @@
 //!
 //! Run: `cargo run --release -p tandem-bench --bin inject-bench -- [WORKLOADS] [MODE]`,
 //! `… -- readers [WORKLOADS]` (reader candidates), `… -- corpus WORKLOADS > FILE`
-//! (write the corpus, to time the real binary on it).
+//! (write the corpus, to time the real binary on it), `… -- tojson < FILE` (each
+//! document as JSON, to compare with kubectl's reader).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tandem_core::inject::Injector;
@@ -21,6 +22,17 @@ fn main() {
             args.next();
             let n = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
             print!("{}", tandem_bench::workloads_yaml(n));
+            return;
+        }
+        Some("tojson") => {
+            // Each document of stdin as one line of JSON (or `ERROR: …`), the way the
+            // kubectl oracle in bench/README.md prints them, for differential checks.
+            for doc in DocumentReader::new(std::io::stdin().lock()) {
+                match doc {
+                    Ok(d) => println!("{}", d.value),
+                    Err(e) => println!("ERROR: {e}"),
+                }
+            }
             return;
         }
         Some("readers") => {
@@ -55,7 +67,8 @@ fn main() {
     };
 
     // The pipeline as `tandem inject` runs it, one document at a time (here on one
-    // thread, so that the stages add up to one core's work).
+    // thread, so that the stages add up to one core's work). Times are this thread's
+    // CPU time, so that other work on the machine doesn't count.
     let rounds = 3;
     let mut best = [Duration::MAX; 4];
     let mut out_len = 0;
@@ -65,7 +78,7 @@ fn main() {
         let mut written = 0;
         let mut reader = DocumentReader::new(yaml.as_bytes());
         loop {
-            let t = Instant::now();
+            let t = cpu_now();
             let Some(doc) = reader.next() else { break };
             let doc = match doc {
                 Ok(d) => d,
@@ -74,22 +87,22 @@ fn main() {
                     std::process::exit(1);
                 }
             };
-            times[0] += t.elapsed();
-            let t = Instant::now();
+            times[0] += cpu_now() - t;
+            let t = cpu_now();
             let ops = injector.inject_document(&doc.value).map(|o| o.patch);
-            times[1] += t.elapsed();
-            let t = Instant::now();
+            times[1] += cpu_now() - t;
+            let t = cpu_now();
             let mut v: Value = doc.value;
             if let Ok(ops) = ops {
                 let _ = patch::apply(&mut v, &ops);
             }
-            times[2] += t.elapsed();
-            let t = Instant::now();
+            times[2] += cpu_now() - t;
+            let t = cpu_now();
             out.clear();
             out.push_str("---\n");
             manifest::write_yaml(&mut out, &v);
             written += out.len();
-            times[3] += t.elapsed();
+            times[3] += cpu_now() - t;
         }
         out_len = written;
         for (b, now) in best.iter_mut().zip(times) {
@@ -100,7 +113,7 @@ fn main() {
     let per_sec = |d: Duration| n as f64 / d.as_secs_f64();
     let mb = yaml.len() as f64 / 1e6;
     println!(
-        "inject-bench: {n} workloads, mode {mode}, input {:.1} MB, output {:.1} MB, best of {rounds}",
+        "inject-bench: {n} workloads, mode {mode}, input {:.1} MB, output {:.1} MB, best of {rounds} (CPU time of one thread)",
         mb,
         out_len as f64 / 1e6
     );
@@ -190,18 +203,22 @@ fn readers(n: usize) {
     }
 }
 
-/// CPU seconds used by this process so far (user + system), from /proc (Linux).
+/// CPU seconds used by this thread so far.
 fn thread_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
+    cpu_now().as_secs_f64()
+}
+
+/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`, a vDSO call: cheap enough to
+/// time each document's stages).
+#[allow(unsafe_code)] // One libc call with a valid out-pointer.
+fn cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Peak resident memory of this process, from /proc (Linux).

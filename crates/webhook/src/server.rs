@@ -685,7 +685,9 @@ pub fn stderr_wants_colour() -> bool {
 /// The facts of the Nodes in `--nodes FILE`. JSON (a `List` or one Node) is read one
 /// Node at a time, so that a large file never exists as a whole parsed tree; anything
 /// else is read as YAML documents.
-fn read_node_file(path: &std::path::Path) -> anyhow::Result<Vec<tandem_core::knowledge::NodeFacts>> {
+fn read_node_file(
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<tandem_core::knowledge::NodeFacts>> {
     use tandem_core::knowledge::NodeFacts;
     /// One Node, turned into its facts as soon as it is read.
     struct Facts(NodeFacts);

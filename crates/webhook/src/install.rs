@@ -304,7 +304,7 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
     ]);
 
     // The Sidecar and ClusterSidecar CRDs come first: everything after may use them.
-    let crd_labels = labels("tandem", "crds");
+    let crd_labels = self::labels("tandem", "crds");
     let crds = tandem_core::api::crds();
     out.splice(
         0..0,

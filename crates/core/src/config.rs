@@ -41,6 +41,9 @@ pub struct Config {
     /// Volumes the sidecars mount: ordinary Kubernetes `Volume` objects, kept raw.
     #[serde(default)]
     pub volumes: Vec<Value>,
+    /// Which regular containers `tandem adopt` recognises as legacy sidecars.
+    #[serde(default)]
+    pub adopt: crate::adopt::AdoptConfig,
 }
 
 /// What `auto` falls back to where native sidecars can't be trusted everywhere.
@@ -280,6 +283,12 @@ impl Config {
                 problem: "must be more than 0s".into(),
             });
         }
+        self.adopt
+            .validate()
+            .map_err(|problem| ConfigError::Field {
+                field: "adopt",
+                problem,
+            })?;
         if !self.shim.path.starts_with('/') {
             return Err(ConfigError::Field {
                 field: "shim.path",

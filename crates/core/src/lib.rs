@@ -13,6 +13,7 @@
 //! [`plan`] (which placement, through [`compat`] and [`scheduling`]) →
 //! [`inject`] (the patch, built with [`patch`]).
 
+pub mod adopt;
 pub mod compat;
 pub mod config;
 pub mod inject;

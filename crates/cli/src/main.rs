@@ -39,6 +39,8 @@ enum Command {
     LabelNodes(commands::label_nodes::Args),
     /// Find sidecar pitfalls in manifests (what will hang, what never completes).
     Lint(commands::lint::Args),
+    /// Move the legacy sidecars that manifests already carry to native sidecars.
+    Adopt(commands::adopt::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::LabelNodes(args) => commands::label_nodes::run(args),
         Command::Lint(args) => commands::lint::run(args),
+        Command::Adopt(args) => commands::adopt::run(args),
     };
     match result {
         Ok(code) => code,

@@ -16,6 +16,7 @@
 //! `tandem.dev/status`), never adds node affinity, and is idempotent: a moved sidecar is
 //! no longer a regular container, so a second run finds nothing to move.
 
+pub mod inventory;
 pub mod recognise;
 pub mod workarounds;
 
@@ -258,8 +259,9 @@ impl Adopter<'_> {
                 (Err(why), _, _) => w.kept_because = Some(why.clone()),
                 (Ok(_), false, _) => {
                     w.kept_because = Some(format!(
-                        "{} stay regular containers, so it is still needed",
-                        sidecar_names.join(", ")
+                        "{} {} regular, so it is still needed",
+                        sidecar_names.join(", "),
+                        stay(sidecar_names.len())
                     ));
                 }
                 (Ok(_), true, false) => {
@@ -393,9 +395,10 @@ impl Adopter<'_> {
                 .is_some_and(|p| p != "Always")
         {
             decision.warnings.push(format!(
-                "{} stay regular containers in a pod with restartPolicy {}: keep the workarounds \
-                 that let it complete",
+                "{} {} regular in a pod with restartPolicy {}: keep the workarounds that let it \
+                 complete",
                 sidecar_names.join(", "),
+                stay(sidecar_names.len()),
                 spec.get("restartPolicy")
                     .and_then(Value::as_str)
                     .unwrap_or_default()
@@ -459,6 +462,10 @@ impl Adopter<'_> {
         }
         at
     }
+}
+
+fn stay(n: usize) -> &'static str {
+    if n == 1 { "stays" } else { "stay" }
 }
 
 fn skip(reason: &str) -> AdoptOutcome {

@@ -356,7 +356,10 @@ fn cloud_sql_proxy_job_with_kubexit() {
         proxy["command"],
         json!(["/cloud-sql-proxy", "--port=5432", "proj:region:db"])
     );
-    assert_eq!(proxy["env"], json!([]));
+    assert!(
+        proxy.get("env").is_none(),
+        "every env var was kubexit's: env goes"
+    );
     assert_eq!(proxy["securityContext"], json!({"runAsNonRoot": true}));
     assert_eq!(proxy["restartPolicy"], "Always");
     let a = planned(&r);
@@ -620,4 +623,67 @@ proptest! {
         let i_then_a = adopt(&inject_doc(&p, &k, mode), &k, strip).out;
         prop_assert_eq!(a_then_i, i_then_a);
     }
+}
+
+#[test]
+fn inventory_says_what_could_move_what_is_blocked_and_which_jobs_rely_on_hacks() {
+    use tandem_core::adopt::inventory::{inventory, text};
+    let node = |name: &str, v: &str, pool: &str| {
+        json!({"kind": "Node", "metadata": {"name": name, "labels": {"pool": pool}},
+               "status": {"nodeInfo": {"kubeletVersion": v}}})
+    };
+    let nodes = [
+        node("new-1", "v1.31.4", "new"),
+        node("old-1", "v1.27.16", "old"),
+    ];
+    let k = ClusterKnowledge {
+        nodes: ClusterKnowledge::from_node_objects(nodes.iter()).unwrap(),
+        nodes_have_labels: true,
+        ..Default::default()
+    };
+    let mut on_new = istio_deployment();
+    on_new["spec"]["template"]["spec"]["nodeSelector"] = json!({"pool": "new"});
+    let plain = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "namespace": "x"},
+                       "spec": {"containers": [{"name": "app", "image": "a"}]}});
+    let cfg = Config::builtin();
+    let a = Adopter {
+        config: &cfg,
+        knowledge: &k,
+        force_native: false,
+        strip_workarounds: false,
+    };
+    let inv = inventory(&a, &[on_new, kubexit_job(), plain]);
+    assert_eq!(
+        (
+            inv.scanned,
+            inv.with_legacy_sidecars,
+            inv.movable,
+            inv.blocked
+        ),
+        (3, 2, 1, 1)
+    );
+    assert_eq!(inv.jobs_with_termination_workarounds, 1);
+    assert_eq!(inv.workloads[0].verdict, "movable");
+    assert_eq!(inv.workloads[1].verdict, "blocked");
+    assert!(
+        inv.workloads[1].reasons.join(" ").contains("old-1"),
+        "{:?}",
+        inv.workloads[1].reasons
+    );
+    let t = text(&inv);
+    assert!(
+        t.starts_with("3 workloads scanned, 2 with legacy sidecars: 1 could move now, 1 blocked"),
+        "{t}"
+    );
+    assert!(
+        t.contains("blocked Job shop/migrate: cloud-sql-proxy"),
+        "{t}"
+    );
+    assert!(
+        t.contains("termination workaround: kubexit wrapper on migrate"),
+        "{t}"
+    );
+    let j = serde_json::to_value(&inv).unwrap();
+    assert_eq!(j["workloads"][0]["sidecars"][0]["container"], "istio-proxy");
+    assert_eq!(j["jobsWithTerminationWorkarounds"], 1);
 }

@@ -92,12 +92,12 @@ pub struct KnowledgeArgs {
     from_cluster: bool,
 
     #[command(flatten)]
-    cluster: tandem_kube::ClusterArgs,
+    pub(crate) cluster: tandem_kube::ClusterArgs,
 }
 
-/// Output formats.
+/// Output formats (shared with `tandem adopt`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Yaml,
     Json,
 }
@@ -223,7 +223,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if !args.quiet {
         report.explain();
     }
-    let out = render(&report, args.output, args.patch);
+    let out = render(&report.documents, args.output, args.patch);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())
@@ -306,9 +306,13 @@ impl Report {
     }
 }
 
-fn render(r: &Report, output: Output, patch: bool) -> String {
-    let values: Vec<Value> = r
-        .documents
+/// Each (changed document, its patch) as `-o`/`--patch` ask (shared with `tandem adopt`).
+pub(crate) fn render(
+    documents: &[(Value, Vec<json_patch::PatchOperation>)],
+    output: Output,
+    patch: bool,
+) -> String {
+    let values: Vec<Value> = documents
         .iter()
         .map(|(doc, ops)| {
             if patch {

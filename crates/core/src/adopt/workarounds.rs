@@ -140,9 +140,14 @@ pub fn detect(spec: &Value, meta: Option<&Value>, sidecars: &[&str]) -> Vec<Work
                         WorkaroundKind::Kubexit => n.starts_with("KUBEXIT_"),
                         _ => SCUTTLE_ENV.contains(&n),
                     });
+                    let env_len = c.get("env").and_then(Value::as_array).map_or(0, Vec::len);
                     let strip = if command.len() > 1 {
                         let mut paths = vec![cmd0.clone()];
-                        paths.extend(env_paths.iter().map(|(p, _)| p.clone()));
+                        if !env_paths.is_empty() && env_paths.len() == env_len {
+                            paths.push(cpath.join(["env"]));
+                        } else {
+                            paths.extend(env_paths.iter().map(|(p, _)| p.clone()));
+                        }
                         Ok(paths)
                     } else {
                         Err(
@@ -154,7 +159,9 @@ pub fn detect(spec: &Value, meta: Option<&Value>, sidecars: &[&str]) -> Vec<Work
                     let vars: Vec<&str> = env_paths.iter().map(|(_, n)| n.as_str()).collect();
                     let detail = format!(
                         "{first:?} wraps the command{} so that the Job ends when the main \
-                         container does; a native sidecar is stopped by the kubelet instead",
+                         container does; a native sidecar is stopped by the kubelet instead \
+                         (an init container that installs the wrapper, and its volumes, can \
+                         then go by hand)",
                         if vars.is_empty() {
                             String::new()
                         } else {

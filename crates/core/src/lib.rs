@@ -12,6 +12,9 @@
 //! One pod's path: bytes → [`manifest`] → [`workload`] (where the pod is) →
 //! [`plan`] (which placement, through [`compat`] and [`scheduling`]) →
 //! [`inject`] (the patch, built with [`patch`]).
+//!
+//! [`adopt`] is a second plan over the same pod facts and compatibility model: it
+//! moves the legacy sidecars a pod already has to native sidecars ([`adopt::Adopter`]).
 
 pub mod adopt;
 pub mod compat;

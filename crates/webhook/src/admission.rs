@@ -66,6 +66,8 @@ pub enum Outcome {
     Ignored,
     /// The body was not an AdmissionReview: HTTP 400.
     Invalid,
+    /// Adopt mode moved legacy sidecars to native sidecars.
+    Adopted,
 }
 
 impl Outcome {
@@ -77,6 +79,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::Ignored => "ignored",
             Outcome::Invalid => "invalid",
+            Outcome::Adopted => "adopted",
         }
     }
 
@@ -207,6 +210,16 @@ struct StatusOut {
 /// Answers one `/mutate` request body. Never panics on any input (the request path is
 /// fuzzed); a body that is not an AdmissionReview gets HTTP 400.
 pub fn review(body: &[u8], ctx: &Context<'_>) -> Answer {
+    review_as(body, ctx, false)
+}
+
+/// Answers one `/adopt` request body: adopt mode ([`crate::adopt`]) instead of injection;
+/// the same envelope handling.
+pub fn review_adopt(body: &[u8], ctx: &Context<'_>) -> Answer {
+    review_as(body, ctx, true)
+}
+
+fn review_as(body: &[u8], ctx: &Context<'_>, adopt: bool) -> Answer {
     let parsed: ReviewIn = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return invalid(format!("not an AdmissionReview: {e}")),
@@ -284,6 +297,19 @@ pub fn review(body: &[u8], ctx: &Context<'_>) -> Answer {
             resp.warnings
                 .push("tandem: the review carried no Pod object; allowed unchanged".into());
         }
+        (true, None, _, Some(obj)) if adopt => {
+            let a = crate::adopt::decide(obj, ctx, ctx.namespace);
+            resp.warnings.extend(a.warnings);
+            answer.detail = a.detail;
+            answer.outcome = if a.moved {
+                Outcome::Adopted
+            } else {
+                Outcome::Skipped
+            };
+            if !a.patch.is_empty() {
+                set_patch(&a.patch, ctx.encoding, &mut resp, &mut answer);
+            }
+        }
         (true, None, _, Some(obj)) => {
             let injector = Injector {
                 config: ctx.config,
@@ -357,12 +383,21 @@ fn inject_answer(inj: &Injection, ctx: &Context<'_>, resp: &mut ResponseOut, ans
         .extend(d.warnings.iter().map(|w| format!("tandem: {w}")));
     resp.audit_annotations
         .insert("placement", d.placement.as_str().to_string());
-    let patch = json_patch::Patch(inj.patch.clone());
+    set_patch(&inj.patch, ctx.encoding, resp, answer);
+}
+
+fn set_patch(
+    ops: &[json_patch::PatchOperation],
+    encoding: PatchEncoding,
+    resp: &mut ResponseOut,
+    answer: &mut Answer,
+) {
+    let patch = json_patch::Patch(ops.to_vec());
     // A Vec of patch operations always serializes.
     let bytes = serde_json::to_vec(&patch).unwrap_or_default();
     answer.patch_bytes = bytes.len();
     resp.patch_type = Some("JSONPatch");
-    resp.patch = Some(match ctx.encoding {
+    resp.patch = Some(match encoding {
         PatchEncoding::Base64 => {
             PatchField::Base64(base64::engine::general_purpose::STANDARD.encode(&bytes))
         }

@@ -15,6 +15,7 @@
 //! [`InstallArgs`].
 
 pub mod admission;
+pub mod adopt;
 pub mod events;
 pub mod install;
 pub mod live;

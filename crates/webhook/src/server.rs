@@ -336,6 +336,8 @@ fn router(state: Arc<AppState>, max_body: usize, timeout: Duration) -> Router {
     let mutate_routes = Router::new()
         .route("/mutate", post(mutate_enabled))
         .route("/mutate/labelled", post(mutate_labelled))
+        .route("/adopt", post(adopt_enabled))
+        .route("/adopt/labelled", post(adopt_labelled))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| async move {
@@ -363,7 +365,34 @@ async fn mutate_labelled(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     mutate(&state, &body, NamespaceOptIn::NotEnabled)
 }
 
+async fn adopt_enabled(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    serve(
+        &state,
+        &body,
+        NamespaceOptIn::Enabled,
+        admission::review_adopt,
+    )
+}
+
+async fn adopt_labelled(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    serve(
+        &state,
+        &body,
+        NamespaceOptIn::NotEnabled,
+        admission::review_adopt,
+    )
+}
+
 fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn) -> Response {
+    serve(state, body, namespace, admission::review)
+}
+
+fn serve(
+    state: &AppState,
+    body: &[u8],
+    namespace: NamespaceOptIn,
+    review: fn(&[u8], &Context<'_>) -> admission::Answer,
+) -> Response {
     let start = Instant::now();
     let snap = state.knowledge.current();
     let ctx = Context {
@@ -374,8 +403,7 @@ fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn) -> Response 
         namespace,
         encoding: state.encoding,
     };
-    let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| admission::review(body, &ctx)))
-    {
+    let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| review(body, &ctx))) {
         Ok(a) => a,
         Err(_) => {
             state.metrics.panics.inc();
@@ -405,7 +433,9 @@ fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn) -> Response 
         .metrics
         .observe(outcome.label(), outcome.mode_label(), elapsed.as_secs_f64());
     match outcome {
-        admission::Outcome::Injected(_) | admission::Outcome::Denied => tracing::info!(
+        admission::Outcome::Injected(_)
+        | admission::Outcome::Adopted
+        | admission::Outcome::Denied => tracing::info!(
             pod = %answer.pod,
             outcome = outcome.label(),
             mode = outcome.mode_label(),

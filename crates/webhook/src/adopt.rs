@@ -13,6 +13,32 @@ use tandem_core::adopt::{AdoptOutcome, Adopter};
 
 use crate::admission::Context;
 
+/// The two adopt webhooks of `tandem install --adopt`, built with install's `hook(name,
+/// path, namespace expression, object selector)`: one for namespaces labelled
+/// `tandem.dev/adopt=enabled` (pods may opt out), one for pods labelled so elsewhere.
+/// Adopt is an improvement, never a requirement: its failurePolicy is `Ignore`.
+pub fn registrations(hook: impl Fn(&str, &str, Value, Value) -> Value) -> Vec<Value> {
+    let label = tandem_core::names::ADOPT_LABEL;
+    let mut out = vec![
+        hook(
+            "namespace.adopt.tandem.dev",
+            "/adopt",
+            serde_json::json!({"key": label, "operator": "In", "values": ["enabled"]}),
+            serde_json::json!({"matchExpressions": [{"key": label, "operator": "NotIn", "values": ["disabled"]}]}),
+        ),
+        hook(
+            "pod.adopt.tandem.dev",
+            "/adopt/labelled",
+            serde_json::json!({"key": label, "operator": "NotIn", "values": ["enabled"]}),
+            serde_json::json!({"matchLabels": {label: "enabled"}}),
+        ),
+    ];
+    for h in &mut out {
+        h["failurePolicy"] = Value::from("Ignore");
+    }
+    out
+}
+
 /// What adopt mode decided for one Pod.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AdoptAnswer {
@@ -144,6 +170,45 @@ mod tests {
         let a = review_adopt(review_json(object).to_string().as_bytes(), &ctx);
         let body: Value = serde_json::from_slice(&a.body).unwrap();
         (a, body)
+    }
+
+    #[test]
+    fn install_registers_adopt_only_when_asked() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: crate::install::InstallArgs,
+        }
+        let hooks = |argv: &[&str]| {
+            let args = Cli::parse_from(argv).args;
+            crate::install::objects(&args)
+                .unwrap()
+                .into_iter()
+                .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+                .unwrap()["webhooks"]
+                .clone()
+        };
+        let off = hooks(&["install"]);
+        assert!(!off.to_string().contains("/adopt"), "{off}");
+        let on = hooks(&["install", "--adopt"]);
+        let adopt: Vec<&Value> = on
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["name"].as_str().unwrap().contains("adopt"))
+            .collect();
+        assert_eq!(adopt.len(), 2);
+        for h in adopt {
+            assert_eq!(h["failurePolicy"], "Ignore");
+            assert_eq!(h["reinvocationPolicy"], "IfNeeded");
+            assert!(
+                h["clientConfig"]["service"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("/adopt")
+            );
+        }
     }
 
     #[test]

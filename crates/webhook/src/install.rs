@@ -89,6 +89,11 @@ pub struct InstallArgs {
     /// separated, e.g. `--selector=pool=general`).
     #[arg(long, value_delimiter = ',')]
     pub label_nodes_args: Vec<String>,
+    /// Also register adopt mode (`/adopt`): legacy sidecars that other webhooks inject
+    /// become native sidecars where nodes allow it, in namespaces labelled
+    /// `tandem.dev/adopt=enabled` and for pods labelled so (failurePolicy Ignore).
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 /// Something that stops rendering.
@@ -399,6 +404,9 @@ fn webhook_configuration(args: &InstallArgs, ca_bundle: Option<&str>) -> Value {
             json!({"key": "tandem.dev/inject", "operator": "NotIn", "values": ["enabled"]}),
             json!({"matchLabels": {"tandem.dev/inject": "enabled"}}),
         ));
+    }
+    if args.adopt {
+        hooks.extend(crate::adopt::registrations(hook));
     }
     let mut metadata = json!({"name": "tandem", "labels": {"app.kubernetes.io/part-of": "tandem"}});
     if args.tls == TlsMode::CertManager {

@@ -207,7 +207,14 @@ impl Adopter<'_> {
             }));
         }
         let regular = list(spec, "containers");
-        if found.sidecars.len() >= regular.len() {
+        let apps = regular
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str))
+            .filter(|n| {
+                !exclude.iter().any(|e| e == n) && !found.sidecars.iter().any(|r| r.container == *n)
+            })
+            .count();
+        if apps == 0 {
             return Ok(skip(
                 "every regular container is recognised as a sidecar: a pod needs at least one \
                  app container, so none is moved (name the sidecars with the tandem.dev/adopt \

@@ -354,6 +354,21 @@ impl Adopter<'_> {
                         }
                     }
                 }
+                let later: Vec<&str> = list(b.spec(), "initContainers")
+                    .iter()
+                    .skip(at + 1)
+                    .filter(|i| i.get("restartPolicy").and_then(Value::as_str) != Some("Always"))
+                    .filter_map(|i| i.get("name").and_then(Value::as_str))
+                    .collect();
+                if !later.is_empty() {
+                    notes.push(format!(
+                        "{}: now starts before init containers {} (which can use it) and runs \
+                         beside them, so its resource requests add to theirs in the pod's \
+                         effective request",
+                        r.container,
+                        later.join(", ")
+                    ));
+                }
                 if c.get("readinessProbe").is_some_and(|v| !v.is_null()) {
                     notes.push(format!(
                         "{}: its readinessProbe still gates the pod's Ready condition \

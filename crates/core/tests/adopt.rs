@@ -409,6 +409,14 @@ fn vault_agent_goes_after_its_init_container() {
         ["vault-agent-init", "vault-agent", "migrate"]
     );
     assert_eq!(names(&r.out["spec"]["containers"]), ["app"]);
+    assert!(
+        planned(&r)
+            .notes
+            .iter()
+            .any(|n| n.contains("before init containers migrate")),
+        "{:?}",
+        planned(&r).notes
+    );
     // The image alone (hashicorp/vault) doesn't make a sidecar: Vault servers use it too.
     let mut renamed = pod.clone();
     renamed["spec"]["containers"][1]["name"] = json!("agent");

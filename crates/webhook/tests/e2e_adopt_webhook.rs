@@ -253,3 +253,44 @@ async fn e2e_adopt_converts_a_sidecar_added_by_an_earlier_webhook() {
     assert!(injector_calls >= 3, "the injector ran: {injector_calls}");
     ns.delete().await.unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs a control plane: bash e2e/ci.sh"]
+async fn e2e_install_with_adopt_is_accepted() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: InstallArgs,
+    }
+    let cluster = TestCluster::connect().await.expect("control plane");
+    let client = cluster.client().await.unwrap();
+    let args = Cli::parse_from(["install", "--adopt"]).args;
+    let mut mwc = install::objects(&args)
+        .unwrap()
+        .into_iter()
+        .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    mwc["metadata"]["name"] = json!(unique_name("tandem-adopt-install"));
+    let mwc: MutatingWebhookConfiguration = serde_json::from_value(mwc).unwrap();
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let created = api.create(&dry, &mwc).await.expect("accepted");
+    let names: Vec<String> = created
+        .webhooks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert!(
+        names.contains(&"namespace.adopt.tandem.dev".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"pod.adopt.tandem.dev".to_string()),
+        "{names:?}"
+    );
+}

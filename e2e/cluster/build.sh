@@ -3,14 +3,15 @@
 # kube-apiserver, kube-controller-manager and kube-scheduler from k8s.io/kubernetes at a
 # pinned release (a tiny main.go per binary; every k8s.io/* staging module pinned to the
 # matching v0.X.Y by replace directives; the version stamped with -ldflags -X), the old
-# release's kube-apiserver, etcd (wrapper main around etcdmain.Main) and kwok.
+# release's kube-apiserver, etcd (wrapper main around etcdmain.Main), kwok and helm
+# (`go install helm.sh/helm/v3/cmd/helm@<version>`, for the chart's tests).
 # Binaries land in ${TANDEM_CACHE:-~/.cache/tandem}/bin/<component>-<version>; a binary
 # already there is not built again. Go's module and build caches stay at their defaults.
 #
 # Usage: build.sh                      # everything the e2e tests need
 #        build.sh k8s v1.37.2          # apiserver + controller-manager + scheduler
 #        build.sh apiserver v1.32.13   # kube-apiserver only
-#        build.sh etcd v3.6.16 | build.sh kwok v0.8.0
+#        build.sh etcd v3.6.16 | build.sh kwok v0.8.0 | build.sh helm v3.22.0
 set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -182,12 +183,27 @@ build_kwok() {
   record "kwok-$ver" "$start"
 }
 
+build_helm() {
+  local ver="$1" out; out="$(bin_path helm "$ver")"
+  [[ -x "$out" ]] && { log "helm $ver cached"; return; }
+  local start; start=$(now)
+  local gobin="$CACHE_DIR/src/helm-$ver"
+  mkdir -p "$gobin"
+  # The version stamp helm's Makefile sets (else `helm version` says v3.x-unreleased).
+  GOBIN="$gobin" nice -n 10 go install -p "${TANDEM_GO_PARALLEL:-2}" -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$ver -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v3/cmd/helm@$ver"
+  mv "$gobin/helm" "$out"
+  record "helm-$ver" "$start"
+}
+
 case "${1:-all}" in
   all)
     build_etcd "$ETCD_VERSION"
     build_kwok "$KWOK_VERSION"
     build_k8s "$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler
     build_k8s "$K8S_OLD_VERSION" kube-apiserver
+    build_helm "$HELM_VERSION"
     ;;
   current) build_etcd "$ETCD_VERSION"; build_kwok "$KWOK_VERSION"
     build_k8s "$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler ;;
@@ -195,5 +211,6 @@ case "${1:-all}" in
   apiserver) build_k8s "${2:-$K8S_OLD_VERSION}" kube-apiserver ;;
   etcd) build_etcd "${2:-$ETCD_VERSION}" ;;
   kwok) build_kwok "${2:-$KWOK_VERSION}" ;;
-  *) die "unknown target '$1' (all|current|k8s|apiserver|etcd|kwok)" ;;
+  helm) build_helm "${2:-$HELM_VERSION}" ;;
+  *) die "unknown target '$1' (all|current|k8s|apiserver|etcd|kwok|helm)" ;;
 esac

@@ -11,6 +11,8 @@ K8S_VERSION="${TANDEM_K8S_VERSION:-v1.36.3}"
 K8S_OLD_VERSION="${TANDEM_K8S_OLD_VERSION:-v1.32.13}"
 ETCD_VERSION="${TANDEM_ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${TANDEM_KWOK_VERSION:-v0.8.0}"
+# helm, for the chart's tests (charts/tandem): built from the Go module proxy.
+HELM_VERSION="${TANDEM_HELM_VERSION:-v3.22.0}"
 
 CACHE_DIR="${TANDEM_CACHE:-$HOME/.cache/tandem}"
 BIN_DIR="$CACHE_DIR/bin"
@@ -148,6 +150,13 @@ start_apiserver() {
     --allow-privileged=true --profiling=false --v="${TANDEM_E2E_VERBOSITY:-1}"
   )
   [[ -z "$gates" ]] || args+=(--feature-gates="$gates")
+  # From 1.37 the default endpoint reconciler refuses a loopback advertise address
+  # ("cannot use public IP 127.0.0.1 with endpoint reconciler"); nothing here needs the
+  # `kubernetes` Service's endpoints, so turn the reconciler off there.
+  local minor="${ver#v1.}"; minor="${minor%%.*}"
+  if [[ "$minor" =~ ^[0-9]+$ ]] && ((minor >= 37)); then
+    args+=(--endpoint-reconciler-type=none)
+  fi
   # shellcheck disable=SC2206 # deliberate word splitting of extra flags
   [[ -z "${TANDEM_APISERVER_EXTRA_ARGS:-}" ]] || args+=($TANDEM_APISERVER_EXTRA_ARGS)
   {

@@ -60,7 +60,8 @@ build() {
 
   # tandem's image: the static shim (and tandem itself when a static build exists).
   mkdir -p "$tmp/tandem"
-  local shim="${TANDEM_SHIM_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/tandem-shim}"
+  # Where crates/shim/build-static.sh puts it (its own target dir, target/shim-static).
+  local shim="${TANDEM_SHIM_BIN:-$ROOT/target/shim-static/x86_64-unknown-linux-gnu/release/tandem-shim}"
   [[ -x "$shim" ]] || bash "$ROOT/crates/shim/build-static.sh" >&2
   cp "$shim" "$tmp/tandem/tandem-shim"
   local cli="${TANDEM_STATIC_CLI_BIN:-$ROOT/target/static-cli/x86_64-unknown-linux-gnu/release/tandem}"

@@ -60,6 +60,6 @@ bash "$KUBELETS_DIR/up.sh"
 t3=$(date +%s)
 cd "$ROOT"
 TANDEM_KUBELETS_E2E=1 TANDEM_KUBELETS_STATIC_CLI="${TANDEM_KUBELETS_STATIC_CLI:-0}" TANDEM_BIN="$ROOT/target/release/tandem" TANDEM_KUBELETS_STATE="$KSTATE" \
-  cargo test -p tandem-e2e --test kubelets -- --ignored --test-threads="${TANDEM_KUBELETS_TEST_THREADS:-3}" "$@"
+  cargo test -p tandem-e2e --features real-kubelets --test kubelets -- --ignored --test-threads="${TANDEM_KUBELETS_TEST_THREADS:-3}" "$@"
 t4=$(date +%s)
 log "kubelet e2e timings: build $((t1 - t0))s, tandem+shim+images $((t2 - t1))s, up $((t3 - t2))s, tests (incl. compile) $((t4 - t3))s"

@@ -3,8 +3,9 @@
 //! older than 1.28 (ignores the field), each with its own containerd, all registered with
 //! one control plane. `bash e2e/kubelets/run.sh` builds and starts everything and runs
 //! these tests; they read `$TANDEM_KUBELETS_STATE/kubelets.env` (default state dir
-//! `/var/lib/tandem-kubelets`). Without `TANDEM_KUBELETS_E2E=1` (which run.sh sets) they
-//! return at once, so that `cargo test -p tandem-e2e -- --ignored` elsewhere needs no kubelets.
+//! `/var/lib/tandem-kubelets`). The target needs the `real-kubelets` feature (run.sh turns
+//! it on), so `cargo test --workspace -- --ignored` (e2e/ci.sh) does not build it, run it,
+//! or count it as passed; started without run.sh's environment, each test fails saying so.
 //!
 //! Every pod is host-network (the nodes have no pod network that leads anywhere) and pinned
 //! to its node by `nodeName` (except the affinity test, which goes through the scheduler).
@@ -33,15 +34,14 @@ struct Env {
     tandem: PathBuf,
 }
 
-/// The environment, or None when these tests were not started by run.sh: `cargo test
-/// -p tandem-e2e -- --ignored` (e2e/ci.sh) runs them too, and must not need real kubelets.
+/// The environment run.sh prepared. A test started without it fails (never a silent
+/// pass): the `real-kubelets` feature is the switch, and run.sh the way to use it.
 fn env_or_skip() -> Option<Env> {
-    if std::env::var("TANDEM_KUBELETS_E2E").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: needs real kubelets, run `bash e2e/kubelets/run.sh` (sets TANDEM_KUBELETS_E2E=1)"
-        );
-        return None;
-    }
+    assert!(
+        std::env::var("TANDEM_KUBELETS_E2E").as_deref() == Ok("1"),
+        "needs real kubelets: run `bash e2e/kubelets/run.sh` (it starts them and sets \
+         TANDEM_KUBELETS_E2E=1)"
+    );
     Some(env())
 }
 

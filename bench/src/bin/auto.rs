@@ -52,7 +52,7 @@ fn main() {
                 KubeVersion::parse(version).unwrap_or(KubeVersion::new(1, 31)),
             );
             node.name = format!("node-{i}");
-            node.labels = labels;
+            node.labels = labels.into();
             node
         })
         .collect();

@@ -1,27 +1,58 @@
-//! Reading manifests from files, folders and stdin, the way `kubectl apply -f` does.
+//! Reading manifests from files, folders and stdin, the way `kubectl apply -f` does,
+//! one document at a time.
+//!
+//! [`list_files`] resolves the `-f` arguments; [`read_all`] reads them in order on a
+//! thread of its own and hands each document (or each file's error) to a bounded channel,
+//! so that reading and parsing overlap with the consumer's work on a second core while
+//! only a few documents are held at once. A file that can't be read or parsed is
+//! reported once, with its first error, and reading goes on with the next file.
+//! New kinds of input (e.g. files of tandem's own objects) fit in as another [`Item`]
+//! or as a filter on [`Item::Document`]s.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use anyhow::{Context, Result, bail};
-use tandem_core::manifest::{self, Document};
+use tandem_core::manifest::{self, Document, DocumentReader};
 
-/// The documents of one source (a file, or stdin).
-#[derive(Debug)]
-pub struct Source {
-    /// How messages name it (`deploy.yaml`, `<stdin>`).
-    pub name: String,
-    /// Its documents, in order.
-    pub documents: Vec<Document>,
+/// One input: a file, or stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputFile {
+    /// `-f -`.
+    Stdin,
+    /// A file (given, or found in a folder).
+    Path(PathBuf),
 }
 
-/// Reads every `-f` argument: `-` is stdin, a folder means its `.yaml`, `.yml` and
+impl InputFile {
+    /// How messages name it (`deploy.yaml`, `<stdin>`).
+    pub fn name(&self) -> String {
+        match self {
+            InputFile::Stdin => "<stdin>".to_string(),
+            InputFile::Path(p) => p.display().to_string(),
+        }
+    }
+
+    fn open(&self) -> Result<Box<dyn BufRead + Send>> {
+        Ok(match self {
+            InputFile::Stdin => Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())),
+            InputFile::Path(p) => Box::new(BufReader::with_capacity(
+                1 << 16,
+                std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?,
+            )),
+        })
+    }
+}
+
+/// Resolves every `-f` argument: `-` is stdin, a folder means its `.yaml`, `.yml` and
 /// `.json` files in name order (and those of subfolders with `recursive`).
-pub fn read_sources(paths: &[PathBuf], recursive: bool) -> Result<Vec<Source>> {
+pub fn list_files(paths: &[PathBuf], recursive: bool) -> Result<Vec<InputFile>> {
     let mut files = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
-            files.push(None);
+            files.push(InputFile::Stdin);
         } else if path.is_dir() {
             let mut found = Vec::new();
             collect_dir(path, recursive, &mut found)?;
@@ -31,32 +62,76 @@ pub fn read_sources(paths: &[PathBuf], recursive: bool) -> Result<Vec<Source>> {
                     path.display()
                 );
             }
-            files.extend(found.into_iter().map(Some));
+            files.extend(found.into_iter().map(InputFile::Path));
         } else {
-            files.push(Some(path.clone()));
+            files.push(InputFile::Path(path.clone()));
         }
     }
-    let mut sources = Vec::new();
-    for file in files {
-        let (name, text) = match file {
-            None => {
-                let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .context("cannot read standard input")?;
-                ("<stdin>".to_string(), text)
+    Ok(files)
+}
+
+/// What the reading thread hands over, in input order.
+#[derive(Debug)]
+pub enum Item {
+    /// A document, with the name of its source.
+    Document(Arc<str>, Document),
+    /// A file that can't be read or parsed: its first error, naming the file (the rest
+    /// of that file is skipped).
+    BadFile(String),
+}
+
+/// How many parsed documents may wait for the consumer.
+const QUEUE: usize = 64;
+
+/// Reads `files` in order on a thread of its own.
+pub fn read_all(files: Vec<InputFile>) -> Receiver<Item> {
+    let (tx, rx) = sync_channel(QUEUE);
+    std::thread::spawn(move || {
+        for file in files {
+            let name: Arc<str> = file.name().into();
+            let input = match file.open() {
+                Ok(i) => i,
+                Err(e) => {
+                    if tx.send(Item::BadFile(format!("{e:#}"))).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            for doc in DocumentReader::new(input) {
+                let item = match doc {
+                    Ok(d) => Item::Document(name.clone(), d),
+                    Err(e) => Item::BadFile(where_in(&name, &e)),
+                };
+                let bad = matches!(item, Item::BadFile(..));
+                if tx.send(item).is_err() {
+                    return;
+                }
+                if bad {
+                    break;
+                }
             }
-            Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                (path.display().to_string(), text)
-            }
-        };
-        let documents = manifest::parse_stream(&text)
-            .map_err(|e| anyhow::anyhow!("{name}: {}", manifest::name_source(&e.message, &name)))?;
-        sources.push(Source { name, documents });
+        }
+    });
+    rx
+}
+
+/// `deploy.yaml:14:3: problem` (or `deploy.yaml: problem`) for a parse error.
+fn where_in(name: &str, e: &manifest::ParseError) -> String {
+    let message = manifest::name_source(&e.message, name);
+    if let Some(line) = e.line {
+        let prefix = format!("line {line} column ");
+        if let Some((col, rest)) = message
+            .strip_prefix(&prefix)
+            .and_then(|r| r.split_once(": "))
+        {
+            return format!("{name}:{line}:{col}: {rest}");
+        }
+        if let Some(rest) = message.strip_prefix(&format!("line {line}: ")) {
+            return format!("{name}:{line}: {rest}");
+        }
     }
-    Ok(sources)
+    format!("{name}: {message}")
 }
 
 fn collect_dir(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -82,9 +157,9 @@ fn collect_dir(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<()
 }
 
 /// `deploy.yaml: document 2 (line 14)` for messages.
-pub fn locate(source: &Source, doc: &Document) -> String {
+pub fn locate(source: &str, doc: &Document) -> String {
     match doc.line {
-        Some(line) => format!("{}: document {} (line {line})", source.name, doc.index),
-        None => format!("{}: document {}", source.name, doc.index),
+        Some(line) => format!("{source}: document {} (line {line})", doc.index),
+        None => format!("{source}: document {}", doc.index),
     }
 }

@@ -36,6 +36,9 @@ pub struct Config {
     /// How `tandem-shim` gets into the sidecar's container.
     #[serde(default)]
     pub shim: ShimConfig,
+    /// What happens to sidecar ports in `hostNetwork: true` pods.
+    #[serde(default)]
+    pub host_network_ports: HostNetworkPorts,
     /// The sidecars: ordinary Kubernetes `Container` objects, kept raw.
     pub sidecars: Vec<Value>,
     /// Volumes the sidecars mount: ordinary Kubernetes `Volume` objects, kept raw.
@@ -44,6 +47,30 @@ pub struct Config {
     /// Which regular containers `tandem adopt` recognises as legacy sidecars.
     #[serde(default)]
     pub adopt: crate::adopt::AdoptConfig,
+    /// Kinds beyond the built-in ones that carry a pod template (OpenShift
+    /// `DeploymentConfig`, Argo `Rollout`, …), each with the path of its template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workload_kinds: Vec<crate::workload::WorkloadKind>,
+    /// What the webhook does when, at reinvocation, a pod no longer holds what tandem
+    /// injected (another webhook stripped it): `repair`, `legacy` or `deny`.
+    #[serde(default)]
+    pub on_stripped: crate::verify::StripPolicy,
+}
+
+/// What happens to the sidecars' `ports` in a `hostNetwork: true` pod, where the API
+/// server makes every `containerPort` a `hostPort` and the scheduler counts them (for
+/// restartable init containers too): the same sidecar port in two host-network
+/// workloads (node-exporter, filebeat…) leaves one unschedulable on every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostNetworkPorts {
+    /// Leave the sidecars' ports out (named ports in their probes become numbers) and warn.
+    #[default]
+    Drop,
+    /// Refuse to inject such a pod (an error naming the pod and the ports).
+    Refuse,
+    /// Inject the ports as configured and warn.
+    Keep,
 }
 
 /// What `auto` falls back to where native sidecars can't be trusted everywhere.
@@ -179,7 +206,7 @@ fn default_settle() -> Duration {
     Duration::from_secs(5)
 }
 fn default_shim_image() -> String {
-    "ghcr.io/tandem-dev/tandem-shim:0.1.0".into()
+    crate::images::SHIM_IMAGE.into()
 }
 fn default_shim_path() -> String {
     "/usr/local/bin/tandem-shim".into()
@@ -254,10 +281,11 @@ impl Config {
                 .unwrap_or_default();
             let problem = if !volume.is_object() {
                 Some("must be a Volume object".to_string())
-            } else if let Err(e) =
-                serde_json::from_value::<k8s_openapi::api::core::v1::Volume>(volume.clone())
-            {
-                Some(format!("not a valid Volume: {e}"))
+            } else if let Err(errs) = crate::validate::validate_volume(volume) {
+                Some(format!(
+                    "not a valid Volume: {}",
+                    crate::validate::join(&errs)
+                ))
             } else if dns1123_label_problem(name).is_some() {
                 Some(format!("name {name:?} is not a valid volume name"))
             } else if !volume_names.insert(name) {
@@ -304,23 +332,10 @@ pub fn sidecar_name(sidecar: &Value) -> &str {
     sidecar.get("name").and_then(Value::as_str).unwrap_or("")
 }
 
-/// Checks that a raw container is one Kubernetes would accept as a sidecar.
-fn validate_container(c: &Value) -> Result<(), String> {
-    if !c.is_object() {
-        return Err("must be a Container object".into());
-    }
-    // Typed decoding checks every known field's type; the raw value is what we keep.
-    serde_json::from_value::<k8s_openapi::api::core::v1::Container>(c.clone())
-        .map_err(|e| format!("not a valid Container: {e}"))?;
-    let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-    if let Some(problem) = dns1123_label_problem(name) {
-        return Err(format!("name {name:?} {problem}"));
-    }
-    match c.get("image").and_then(Value::as_str) {
-        Some(image) if !image.trim().is_empty() => {}
-        _ => return Err("image is required".into()),
-    }
-    Ok(())
+/// Checks that a raw container is one Kubernetes would accept as a sidecar: strictly
+/// (unknown fields, quantities, enums), every problem named by its field.
+pub(crate) fn validate_container(c: &Value) -> Result<(), String> {
+    crate::validate::validate_container(c).map_err(|errs| crate::validate::join(&errs))
 }
 
 /// Why `name` is not a DNS-1123 label (a container name), or `None` if it is one.
@@ -349,12 +364,16 @@ pub mod duration_text {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    /// Parses `500ms`, `5s`, `1.5s`, `2m`, `1m30s`, `1h`.
+    /// Parses Go's (and so kubectl's) duration form: `500ms`, `5s`, `1.5s`, `2m`,
+    /// `1m30s`, `1h`, `250us`, `0`.
     pub fn parse(text: &str) -> Result<Duration, String> {
         let bad = || format!("{text:?} is not a duration (e.g. 500ms, 5s, 2m, 1m30s)");
         let mut rest = text.trim();
         if rest.is_empty() {
             return Err(bad());
+        }
+        if rest == "0" {
+            return Ok(Duration::ZERO);
         }
         let mut total = 0f64;
         while !rest.is_empty() {
@@ -367,6 +386,8 @@ pub mod duration_text {
                 .find(|c: char| c.is_ascii_digit() || c == '.')
                 .unwrap_or(rest.len());
             let scale = match &rest[..unit_end] {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
                 "ms" => 0.001,
                 "s" => 1.0,
                 "m" => 60.0,
@@ -377,6 +398,15 @@ pub mod duration_text {
             rest = &rest[unit_end..];
         }
         Ok(Duration::from_secs_f64(total))
+    }
+
+    /// Parses a command-line timeout as kubectl does (`--request-timeout`): a duration
+    /// (`30s`, `1m`, `0`) or a bare number of seconds (`30`).
+    pub fn parse_flag(text: &str) -> Result<Duration, String> {
+        match text.trim().parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => parse(text).map_err(|e| format!("{e}, or a number of seconds")),
+        }
     }
 
     /// Writes a duration the way [`parse`] reads it.
@@ -431,7 +461,27 @@ mod tests {
             ("sidecars: [{name: p}]", "image is required"),
             (
                 "sidecars: [{name: p, image: x, ports: 80}]",
-                "not a valid Container",
+                "ports: invalid type",
+            ),
+            (
+                "sidecars: [{name: p, image: x, imagePullPolcy: Always}]",
+                "sidecars[0] (p): imagePullPolcy: unknown field (did you mean imagePullPolicy?)",
+            ),
+            (
+                "sidecars: [{name: p, image: x, resorces: {limits: {cpu: 1}}}]",
+                "resorces: unknown field",
+            ),
+            (
+                "sidecars: [{name: p, image: x, resources: {limits: {cpu: lots}}}]",
+                "resources.limits.cpu: \"lots\" is not a quantity",
+            ),
+            (
+                "sidecars: [{name: p, image: x, imagePullPolicy: Sometimes}]",
+                "imagePullPolicy: \"Sometimes\" is not one of",
+            ),
+            (
+                "sidecars: [{name: p, image: x}]\nvolumes: [{name: v, emptyDri: {}}]",
+                "volumes[0]: not a valid Volume: emptyDri: unknown field",
             ),
             (
                 "sidecars: [{name: p, image: x}, {name: p, image: z}]",
@@ -446,9 +496,12 @@ mod tests {
     }
 
     #[test]
-    fn unknown_container_fields_are_kept_raw() {
-        let c = Config::from_yaml("sidecars: [{name: p, image: x, futureField: {a: 1}}]").unwrap();
-        assert_eq!(c.sidecars[0]["futureField"]["a"], 1);
+    fn unknown_container_fields_are_errors() {
+        // The README promises strict validation: a typo is never silently ignored.
+        let err = Config::from_yaml("sidecars: [{name: p, image: x, futureField: {a: 1}}]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("futureField: unknown field"), "{err}");
     }
 
     #[test]
@@ -468,6 +521,17 @@ mod tests {
         for bad in ["", "5", "s", "5 s", "5x", "-1s"] {
             assert!(duration_text::parse(bad).is_err(), "{bad}");
         }
+        // kubectl's forms (issue 15: `--request-timeout 30s` was refused).
+        assert_eq!(duration_text::parse("0").unwrap(), Duration::ZERO);
+        assert_eq!(duration_text::parse("250us").unwrap().as_micros(), 250);
+        for (text, ms) in [("30s", 30_000), ("30", 30_000), ("1m", 60_000), ("0", 0)] {
+            assert_eq!(
+                duration_text::parse_flag(text).unwrap().as_millis(),
+                ms,
+                "{text}"
+            );
+        }
+        assert!(duration_text::parse_flag("soon").is_err());
         assert_eq!(duration_text::format(Duration::from_millis(1500)), "1500ms");
         assert_eq!(duration_text::format(Duration::from_secs(5)), "5s");
     }

@@ -5,18 +5,20 @@
 //! the chosen placement, and express all of it as `add` operations on the raw
 //! object, so that fields tandem doesn't know survive untouched.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use json_patch::PatchOperation;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::config::{Config, ShimDelivery, duration_text, sidecar_name};
+use crate::catalog::{Catalog, SidecarObject};
+use crate::config::{Config, HostNetworkPorts, ShimDelivery, duration_text, sidecar_name};
 use crate::knowledge::ClusterKnowledge;
 use crate::mode::{Mode, Placement};
 use crate::names::{self, env};
 use crate::patch::{PatchBuilder, Path};
 use crate::plan::{self, Decision, ModeSource, PodFacts};
+use crate::status::{InjectedObject, PodStatus};
 use crate::workload::{self, PodLocation, ShapeError};
 
 /// Something about a pod that stops injection: names the object and the field.
@@ -59,8 +61,10 @@ pub enum PodOutcome {
 pub struct Injection {
     /// How they were placed and why.
     pub decision: Decision,
-    /// Names of the injected sidecars.
+    /// Names of the injected sidecars (from the config, then from objects, in order).
     pub sidecars: Vec<String>,
+    /// The sidecar objects injected, with their revisions (empty without objects).
+    pub objects: Vec<InjectedObject>,
     /// The patch, relative to the document root.
     #[serde(skip)]
     pub patch: Vec<PatchOperation>,
@@ -101,10 +105,21 @@ impl<'a> Injector<'a> {
     /// Injects every pod of a document (a workload, a Pod, a List, or anything else,
     /// which passes untouched).
     pub fn inject_document(&self, doc: &Value) -> Result<DocumentOutcome, InjectError> {
+        self.inject_document_with(doc, None)
+    }
+
+    /// [`Injector::inject_document`] with sidecar objects (`tandem inject --sidecars`):
+    /// each pod also gets the objects `catalog` selects for it (pods without a namespace
+    /// count as in `default`).
+    pub fn inject_document_with(
+        &self,
+        doc: &Value,
+        catalog: Option<&Catalog>,
+    ) -> Result<DocumentOutcome, InjectError> {
         let mut pods = Vec::new();
         let mut patch = Vec::new();
-        for loc in workload::find_pods(doc)? {
-            let outcome = self.inject_at(doc, &loc, NamespaceOptIn::Unknown)?;
+        for loc in workload::find_pods_with(doc, &self.config.workload_kinds)? {
+            let outcome = self.inject_at_with(doc, &loc, NamespaceOptIn::Unknown, catalog, None)?;
             if let PodOutcome::Injected(inj) = &outcome {
                 patch.extend(inj.patch.iter().cloned());
             }
@@ -115,9 +130,22 @@ impl<'a> Injector<'a> {
 
     /// Injects one Pod object (the webhook's entry): the patch is relative to the pod.
     pub fn inject_pod(&self, pod: &Value, ns: NamespaceOptIn) -> Result<PodOutcome, InjectError> {
+        self.inject_pod_with(pod, ns, None, None)
+    }
+
+    /// [`Injector::inject_pod`] with sidecar objects (the webhook's entry when it watches
+    /// them). `namespace` is the request's namespace (a pod being created may not carry
+    /// `metadata.namespace`).
+    pub fn inject_pod_with(
+        &self,
+        pod: &Value,
+        ns: NamespaceOptIn,
+        namespace: Option<&str>,
+        catalog: Option<&Catalog>,
+    ) -> Result<PodOutcome, InjectError> {
         let locs = workload::find_pods(pod)?;
         match locs.as_slice() {
-            [loc] if loc.kind == "Pod" => self.inject_at(pod, loc, ns),
+            [loc] if loc.kind == "Pod" => self.inject_at_with(pod, loc, ns, catalog, namespace),
             _ => Err(InjectError {
                 object: workload::describe(pod),
                 field: "kind".into(),
@@ -133,14 +161,74 @@ impl<'a> Injector<'a> {
         loc: &PodLocation,
         ns: NamespaceOptIn,
     ) -> Result<PodOutcome, InjectError> {
+        self.inject_at_with(doc, loc, ns, None, None)
+    }
+
+    /// Injects the pod at `loc` inside `doc`: the config's sidecars and the objects that
+    /// `catalog` selects for it, in one patch. `namespace` overrides the pod's own.
+    pub fn inject_at_with(
+        &self,
+        doc: &Value,
+        loc: &PodLocation,
+        ns: NamespaceOptIn,
+        catalog: Option<&Catalog>,
+        namespace: Option<&str>,
+    ) -> Result<PodOutcome, InjectError> {
         let pod = PodView::new(doc, loc);
         if let Some(reason) = pod.skip_reason(ns)? {
             return Ok(PodOutcome::Skipped { reason });
         }
-        if self.config.sidecars.is_empty() {
-            return Ok(PodOutcome::Skipped {
-                reason: "the configuration has no sidecars".into(),
-            });
+        let annotation_path =
+            || Path::root().join(["metadata", "annotations", names::SIDECARS_ANNOTATION]);
+        let selection = match catalog {
+            Some(catalog) => {
+                let namespace = namespace
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .or_else(|| loc.namespace.clone())
+                    .or_else(|| {
+                        pod.meta
+                            .and_then(|m| m.get("namespace"))
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_else(|| "default".into());
+                let reserved: BTreeSet<String> = self
+                    .config
+                    .sidecars
+                    .iter()
+                    .map(|s| sidecar_name(s).to_string())
+                    .collect();
+                catalog
+                    .select(pod.meta, &namespace, &reserved)
+                    .map_err(|e| pod.error(&annotation_path(), e.0))?
+            }
+            None => {
+                let requested = crate::catalog::requested_names(pod.meta)
+                    .map_err(|e| pod.error(&annotation_path(), e.0))?;
+                if !requested.is_empty() {
+                    return Err(pod.error(
+                        &annotation_path(),
+                        format!(
+                            "requests sidecar objects {requested:?}, but none are known here (give                              `tandem inject` the objects with --sidecars FILE; the webhook reads                              them from the cluster)"
+                        ),
+                    ));
+                }
+                Default::default()
+            }
+        };
+        if self.config.sidecars.is_empty() && selection.objects.is_empty() {
+            let reason = if catalog.is_some() {
+                "no sidecars: the configuration has none and no Sidecar or ClusterSidecar selects                  this pod"
+            } else {
+                "the configuration has no sidecars"
+            };
+            let mut reason = reason.to_string();
+            for w in &selection.warnings {
+                reason.push_str("; ");
+                reason.push_str(w);
+            }
+            return Ok(PodOutcome::Skipped { reason });
         }
         let (requested, source) = match pod.mode_annotation()? {
             Some(m) => (m, ModeSource::Annotation),
@@ -149,52 +237,124 @@ impl<'a> Injector<'a> {
                 None => (self.config.mode, ModeSource::Config),
             },
         };
-        let no_command = self
-            .config
-            .sidecars
-            .iter()
-            .find(|s| !has_command(s))
-            .map(|s| {
-                format!(
-                    "sidecar {:?} has no command for tandem-shim to wrap",
-                    sidecar_name(s)
-                )
+        // One group per source of sidecars: the config's, then each object in order.
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        if !self.config.sidecars.is_empty() {
+            groups.push(Group {
+                object: None,
+                sidecars: &self.config.sidecars,
+                init: &[],
+                volumes: &self.config.volumes,
+                decision: 0,
             });
-        let decision = plan::decide(
-            requested,
-            source,
-            PodFacts {
-                spec: pod.spec,
-                universal_ok: no_command.as_deref().map_or(Ok(()), Err),
-            },
-            self.knowledge,
-            self.config,
-        );
-        if decision.placement == Placement::Universal
-            && let Some(problem) = no_command
-        {
-            return Err(pod.error(
-                &Path::root().join(["spec"]),
-                format!(
-                    "mode universal: {problem}; give it a `command` in the configuration, or use \
-                     another mode"
-                ),
-            ));
         }
-        let mut decision = decision;
-        let (patch, warnings) = Build::new(self.config, &pod, &decision).run()?;
+        let mut asks: Vec<(Mode, ModeSource)> = vec![(requested, source)];
+        for sel in &selection.objects {
+            let o: &SidecarObject = &sel.object;
+            let ask = match (source, o.mode) {
+                (ModeSource::Annotation, _) | (_, None) => (requested, source),
+                (_, Some(m)) => (m, ModeSource::Object),
+            };
+            let decision = match asks.iter().position(|a| *a == ask) {
+                Some(i) => i,
+                None => {
+                    asks.push(ask);
+                    asks.len() - 1
+                }
+            };
+            groups.push(Group {
+                object: Some(o),
+                sidecars: &o.containers,
+                init: &o.init_containers,
+                volumes: &o.volumes,
+                decision,
+            });
+        }
+        let mut decisions = Vec::new();
+        for (i, (mode, src)) in asks.iter().enumerate() {
+            let no_command = groups
+                .iter()
+                .filter(|g| g.decision == i)
+                .flat_map(|g| g.sidecars.iter())
+                .find(|s| !has_command(s))
+                .map(|s| {
+                    format!(
+                        "sidecar {:?} has no command for tandem-shim to wrap",
+                        sidecar_name(s)
+                    )
+                });
+            let decision = plan::decide(
+                *mode,
+                *src,
+                PodFacts {
+                    spec: pod.spec,
+                    universal_ok: no_command.as_deref().map_or(Ok(()), Err),
+                },
+                self.knowledge,
+                self.config,
+            );
+            if decision.placement == Placement::Universal
+                && let Some(problem) = no_command
+            {
+                return Err(pod.error(
+                    &Path::root().join(["spec"]),
+                    format!(
+                        "mode universal: {problem}; give it a `command` in the configuration, or \
+                         use another mode"
+                    ),
+                ));
+            }
+            decisions.push(decision);
+        }
+        let (patch, warnings, sidecars, objects) =
+            Build::new(self.config, &pod, &groups, &decisions).run()?;
+        // The pod's decision: the one its own mode asked for, unless no sidecar used it.
+        let main = if groups.iter().any(|g| g.decision == 0) {
+            0
+        } else {
+            groups.first().map_or(0, |g| g.decision)
+        };
+        let mut decision = decisions[main].clone();
+        for g in &groups {
+            if let Some(o) = g.object
+                && g.decision != main
+            {
+                let d = &decisions[g.decision];
+                decision
+                    .reasons
+                    .push(format!("{}: {}", o.reference, d.reasons.join("; ")));
+            }
+        }
+        for (i, d) in decisions.iter().enumerate() {
+            if i != main && groups.iter().any(|g| g.decision == i) {
+                for w in &d.warnings {
+                    if !decision.warnings.contains(w) {
+                        decision.warnings.push(w.clone());
+                    }
+                }
+            }
+        }
+        decision.warnings.extend(selection.warnings);
         decision.warnings.extend(warnings);
         Ok(PodOutcome::Injected(Injection {
-            sidecars: self
-                .config
-                .sidecars
-                .iter()
-                .map(|s| sidecar_name(s).to_string())
-                .collect(),
+            sidecars,
+            objects,
             decision,
             patch,
         }))
     }
+}
+
+/// One source of sidecars for a pod: the config file's, or one sidecar object.
+struct Group<'a> {
+    /// The object (`None`: the config file).
+    object: Option<&'a SidecarObject>,
+    sidecars: &'a [Value],
+    /// Plain init containers that run just before the sidecars.
+    init: &'a [Value],
+    volumes: &'a [Value],
+    /// Index of this group's placement decision.
+    decision: usize,
 }
 
 fn has_command(sidecar: &Value) -> bool {
@@ -304,16 +464,33 @@ impl<'a> PodView<'a> {
 struct Build<'a> {
     config: &'a Config,
     pod: &'a PodView<'a>,
-    decision: &'a Decision,
+    groups: &'a [Group<'a>],
+    decisions: &'a [Decision],
     ops: PatchBuilder,
     /// Names already used by the pod's containers, with the field that uses them.
     taken: HashMap<String, Path>,
     /// What the user should know about how the sidecars were adapted.
     warnings: Vec<String>,
+    /// More than one shim-wrapped sidecar: each mounts its own part of the state
+    /// volume (`subPath: <sidecar name>`), so that each handshake has its own state.
+    state_per_sidecar: bool,
 }
 
+/// The injected sidecar names, and the objects with their revisions.
+type Built = (
+    Vec<PatchOperation>,
+    Vec<String>,
+    Vec<String>,
+    Vec<InjectedObject>,
+);
+
 impl<'a> Build<'a> {
-    fn new(config: &'a Config, pod: &'a PodView<'a>, decision: &'a Decision) -> Self {
+    fn new(
+        config: &'a Config,
+        pod: &'a PodView<'a>,
+        groups: &'a [Group<'a>],
+        decisions: &'a [Decision],
+    ) -> Self {
         let mut taken = HashMap::new();
         for key in ["initContainers", "containers", "ephemeralContainers"] {
             for (i, c) in pod.list(key).iter().enumerate() {
@@ -328,10 +505,12 @@ impl<'a> Build<'a> {
         Self {
             config,
             pod,
-            decision,
+            groups,
+            decisions,
             ops: PatchBuilder::default(),
             taken,
             warnings: Vec::new(),
+            state_per_sidecar: false,
         }
     }
 
@@ -353,66 +532,114 @@ impl<'a> Build<'a> {
         Ok(())
     }
 
-    fn run(mut self) -> Result<(Vec<PatchOperation>, Vec<String>), InjectError> {
+    /// Legacy sidecars of this pod run under tandem-shim so that a Job completes.
+    fn legacy_wrap(&self) -> bool {
+        self.config.legacy.job_completion && self.pod_restart_policy() != "Always"
+    }
+
+    fn run(mut self) -> Result<Built, InjectError> {
+        let groups = self.groups;
+        let decisions = self.decisions;
         let mut init_new = Vec::new();
         let mut regular_new = Vec::new();
-        let mut volumes_new: Vec<Value> = self.config.volumes.clone();
-        match self.decision.placement {
-            Placement::Native | Placement::Affinity => {
-                for s in &self.config.sidecars {
-                    self.claim_name(sidecar_name(s))?;
-                    init_new.push(native_sidecar(s));
+        let mut volumes_new: Vec<Value> = Vec::new();
+        for g in groups {
+            for v in g.volumes {
+                let name = v.get("name").and_then(Value::as_str);
+                match volumes_new
+                    .iter()
+                    .find(|n| n.get("name").and_then(Value::as_str) == name)
+                {
+                    Some(existing) if existing == v => {}
+                    Some(_) => {
+                        return Err(self.pod.error(
+                            &Path::root().join(["spec", "volumes"]),
+                            format!(
+                                "two sources of sidecars define volume {:?} differently; rename \
+                                 one of them",
+                                name.unwrap_or_default()
+                            ),
+                        ));
+                    }
+                    None => volumes_new.push(v.clone()),
                 }
             }
-            Placement::Legacy => {
-                // Opt-in: in a Job, wrap legacy sidecars in tandem-shim so that they stop
-                // once the main containers have finished, and the Job completes.
-                let wrap =
-                    self.config.legacy.job_completion && self.pod_restart_policy() != "Always";
-                let shim = if wrap && self.config.sidecars.iter().any(has_command) {
-                    Some(self.add_shim(&mut init_new, &mut volumes_new)?)
-                } else {
-                    None
-                };
-                for s in &self.config.sidecars {
-                    let name = sidecar_name(s);
-                    self.claim_name(name)?;
-                    match &shim {
-                        Some(shim) if has_command(s) => {
-                            let c = self.regular_copy(s, shim, name, true);
-                            regular_new.push(c);
+        }
+        // Opt-in: in a Job, wrap legacy sidecars in tandem-shim so that they stop once the
+        // main containers have finished, and the Job completes.
+        let wrap = self.legacy_wrap();
+        let placement = |g: &Group<'_>| decisions[g.decision].placement;
+        let wrapped: usize = groups
+            .iter()
+            .map(|g| match placement(g) {
+                Placement::Universal => g.sidecars.len(),
+                Placement::Legacy if wrap => g.sidecars.iter().filter(|s| has_command(s)).count(),
+                _ => 0,
+            })
+            .sum();
+        self.state_per_sidecar = wrapped > 1;
+        let shim = if wrapped > 0 {
+            Some(self.add_shim(&mut init_new, &mut volumes_new)?)
+        } else {
+            None
+        };
+        let mut sidecars = Vec::new();
+        let mut objects = Vec::new();
+        for g in groups {
+            let decision = &decisions[g.decision];
+            for c in g.init {
+                self.claim_name(sidecar_name(c))?;
+                init_new.push(c.clone());
+            }
+            for s in g.sidecars {
+                let name = sidecar_name(s);
+                sidecars.push(name.to_string());
+                self.claim_name(name)?;
+                match (decision.placement, &shim) {
+                    (Placement::Native | Placement::Affinity, _) => {
+                        init_new.push(native_sidecar(s))
+                    }
+                    (Placement::Legacy, Some(shim)) if wrap && has_command(s) => {
+                        let c = self.regular_copy(s, shim, name, true, decision);
+                        regular_new.push(c);
+                    }
+                    (Placement::Legacy, _) => {
+                        if self.pod_restart_policy() != "Always" {
+                            self.warnings.push(format!(
+                                "legacy sidecar {name:?} in a pod with restartPolicy {}: it \
+                                 keeps running after the main containers finish, so the Job \
+                                 never completes ({})",
+                                self.pod_restart_policy(),
+                                if self.config.legacy.job_completion {
+                                    "it has no command for tandem-shim to wrap"
+                                } else {
+                                    "legacy.jobCompletion is off"
+                                }
+                            ));
                         }
-                        _ => {
-                            if self.pod_restart_policy() != "Always" {
-                                self.warnings.push(format!(
-                                    "legacy sidecar {name:?} in a pod with restartPolicy {}: it \
-                                     keeps running after the main containers finish, so the Job \
-                                     never completes ({})",
-                                    self.pod_restart_policy(),
-                                    if self.config.legacy.job_completion {
-                                        "it has no command for tandem-shim to wrap"
-                                    } else {
-                                        "legacy.jobCompletion is off"
-                                    }
-                                ));
-                            }
-                            regular_new.push(legacy_sidecar(s));
-                        }
+                        regular_new.push(legacy_sidecar(s));
+                    }
+                    (Placement::Universal, shim) => {
+                        let shim = shim.clone().unwrap_or_default();
+                        let legacy_name = format!("{name}{}", names::LEGACY_COPY_SUFFIX);
+                        self.claim_name(&legacy_name)?;
+                        init_new.push(self.universal_native_copy(s, &shim, decision));
+                        let regular = self.regular_copy(s, &shim, &legacy_name, false, decision);
+                        regular_new.push(regular);
                     }
                 }
             }
-            Placement::Universal => {
-                let shim = self.add_shim(&mut init_new, &mut volumes_new)?;
-                for s in &self.config.sidecars {
-                    let name = sidecar_name(s);
-                    let legacy_name = format!("{name}{}", names::LEGACY_COPY_SUFFIX);
-                    self.claim_name(name)?;
-                    self.claim_name(&legacy_name)?;
-                    init_new.push(self.universal_native_copy(s, &shim));
-                    let regular = self.regular_copy(s, &shim, &legacy_name, false);
-                    regular_new.push(regular);
-                }
+            if let Some(o) = g.object {
+                objects.push(InjectedObject {
+                    kind: o.reference.kind,
+                    name: o.reference.name.clone(),
+                    revision: o.revision.clone(),
+                    mode: decision.placement,
+                });
             }
+        }
+        if self.pod.spec.get("hostNetwork") == Some(&Value::Bool(true)) {
+            self.host_network_ports(&mut init_new, &mut regular_new)?;
         }
         self.check_volumes(&volumes_new)?;
 
@@ -437,11 +664,22 @@ impl<'a> Build<'a> {
         let n = self.pod.list("volumes").len();
         self.ops
             .insert_all(&p, self.pod.spec.get("volumes"), n, volumes_new);
-        if self.decision.placement == Placement::Affinity {
+        if groups
+            .iter()
+            .any(|g| decisions[g.decision].placement == Placement::Affinity)
+        {
             self.require_capable_node();
         }
-        self.annotate(!regular_new.is_empty());
-        Ok((self.ops.finish(), self.warnings))
+        let main = groups.first().map_or(0, |g| g.decision);
+        let main = if groups.iter().any(|g| g.decision == 0) {
+            0
+        } else {
+            main
+        };
+        let mut status = PodStatus::new(decisions[main].placement, sidecars.clone());
+        status.objects = objects.clone();
+        self.annotate(!regular_new.is_empty(), &status);
+        Ok((self.ops.finish(), self.warnings, sidecars, objects))
     }
 
     fn check_volumes(&self, new: &[Value]) -> Result<(), InjectError> {
@@ -532,11 +770,15 @@ impl<'a> Build<'a> {
     }
 
     /// The mounts both universal copies share.
-    fn shared_mounts(&self) -> Vec<Value> {
-        let mut mounts = vec![json!({
+    fn shared_mounts(&self, sidecar: &str) -> Vec<Value> {
+        let mut state = json!({
             "name": names::STATE_VOLUME,
             "mountPath": self.config.universal.state_dir
-        })];
+        });
+        if self.state_per_sidecar {
+            state["subPath"] = Value::from(sidecar);
+        }
+        let mut mounts = vec![state];
         if self.config.shim.delivery == ShimDelivery::Copy {
             mounts.push(
                 json!({"name": names::SHIM_VOLUME, "mountPath": names::SHIM_DIR, "readOnly": true}),
@@ -545,7 +787,7 @@ impl<'a> Build<'a> {
         mounts
     }
 
-    fn universal_native_copy(&self, sidecar: &Value, shim: &str) -> Value {
+    fn universal_native_copy(&self, sidecar: &Value, shim: &str, decision: &Decision) -> Value {
         let mut c = native_sidecar(sidecar);
         wrap_command(&mut c, shim, "native");
         push_all(
@@ -556,9 +798,13 @@ impl<'a> Build<'a> {
                 env_var(env::GRACE_PERIOD, &self.grace_period()),
             ],
         );
-        push_all(&mut c, "volumeMounts", self.shared_mounts());
+        push_all(
+            &mut c,
+            "volumeMounts",
+            self.shared_mounts(sidecar_name(sidecar)),
+        );
         let obj = as_object(&mut c);
-        if !self.decision.native_field_kept {
+        if !decision.native_field_kept {
             // Where the API server may drop restartPolicy, a probe or hook on this init
             // container would make the whole create fail.
             for key in [
@@ -569,7 +815,7 @@ impl<'a> Build<'a> {
             ] {
                 obj.remove(key);
             }
-        } else if self.decision.startup_probe {
+        } else if decision.startup_probe {
             // The sidecar's own startupProbe can only pass once CMD runs, which the shim
             // allows only in state native-running; else the shim's probe says just that.
             if !obj.contains_key("startupProbe") {
@@ -586,7 +832,14 @@ impl<'a> Build<'a> {
 
     /// The regular copy: `tandem-shim legacy` around the sidecar. `solo` when there is
     /// no native copy (legacy mode for Jobs): it acts at once and keeps its ports.
-    fn regular_copy(&mut self, sidecar: &Value, shim: &str, name: &str, solo: bool) -> Value {
+    fn regular_copy(
+        &mut self,
+        sidecar: &Value,
+        shim: &str,
+        name: &str,
+        solo: bool,
+        decision: &Decision,
+    ) -> Value {
         let mut c = legacy_sidecar(sidecar);
         wrap_command(&mut c, shim, "legacy");
         let restart = self.pod_restart_policy();
@@ -603,7 +856,7 @@ impl<'a> Build<'a> {
         ];
         if solo {
             vars.push(env_var(env::SETTLE_TIMEOUT, "0s"));
-        } else if !self.decision.startup_probe {
+        } else if !decision.startup_probe {
             vars.push(env_var(
                 env::SETTLE_TIMEOUT,
                 &duration_text::format(self.config.universal.settle_timeout),
@@ -613,7 +866,11 @@ impl<'a> Build<'a> {
         vars.push(json!({"name": env::POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}));
         vars.push(env_var(env::MAIN_CONTAINERS, &main.join(",")));
         push_all(&mut c, "env", vars);
-        push_all(&mut c, "volumeMounts", self.shared_mounts());
+        push_all(
+            &mut c,
+            "volumeMounts",
+            self.shared_mounts(sidecar_name(sidecar)),
+        );
         let obj = as_object(&mut c);
         obj.insert("name".into(), Value::from(name));
         // The kubelet starts regular containers one by one and waits for each postStart
@@ -681,6 +938,99 @@ impl<'a> Build<'a> {
         c
     }
 
+    /// In a `hostNetwork: true` pod the API server makes every `containerPort` a
+    /// `hostPort`, and the scheduler counts the host ports of regular and restartable
+    /// init containers: a sidecar port injected into two host-network workloads makes
+    /// one of them unschedulable on every node. `hostNetworkPorts` says what to do.
+    fn host_network_ports(
+        &mut self,
+        init_new: &mut [Value],
+        regular_new: &mut [Value],
+    ) -> Result<(), InjectError> {
+        let mut affected: Vec<(String, Vec<String>)> = Vec::new();
+        for c in init_new.iter().chain(regular_new.iter()) {
+            let Some(ports) = c.get("ports").and_then(Value::as_array) else {
+                continue;
+            };
+            if ports.is_empty() {
+                continue;
+            }
+            let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+            let list: Vec<String> = ports
+                .iter()
+                .map(|p| {
+                    let number = p.get("containerPort").map(ToString::to_string);
+                    let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                    format!("{}/{proto}", number.unwrap_or_default())
+                })
+                .collect();
+            affected.push((name.to_string(), list));
+        }
+        if affected.is_empty() {
+            return Ok(());
+        }
+        let what = affected
+            .iter()
+            .map(|(n, ps)| format!("{n:?} ({})", ps.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let why = "in a hostNetwork pod the API server makes every containerPort a hostPort \
+                   and the scheduler counts them, so another host-network workload with the same \
+                   sidecar could not be scheduled on the same node";
+        match self.config.host_network_ports {
+            HostNetworkPorts::Refuse => {
+                return Err(self.pod.error(
+                    &Path::root().join(["spec", "hostNetwork"]),
+                    format!(
+                        "sidecar ports of {what}: {why} (hostNetworkPorts: refuse); set \
+                         hostNetworkPorts: drop, or opt the pod out with the label \
+                         tandem.dev/inject: disabled"
+                    ),
+                ));
+            }
+            HostNetworkPorts::Keep => {
+                self.warnings.push(format!(
+                    "hostNetwork pod: sidecar ports of {what} kept as configured \
+                     (hostNetworkPorts: keep): {why}"
+                ));
+            }
+            HostNetworkPorts::Drop => {
+                for c in init_new.iter_mut().chain(regular_new.iter_mut()) {
+                    let obj = as_object(c);
+                    let Some(Value::Array(ports)) = obj.remove("ports") else {
+                        continue;
+                    };
+                    // Probes and hooks that named a dropped port get its number.
+                    let named: HashMap<String, Value> = ports
+                        .iter()
+                        .filter_map(|p| {
+                            Some((
+                                p.get("name")?.as_str()?.to_string(),
+                                p.get("containerPort")?.clone(),
+                            ))
+                        })
+                        .collect();
+                    for key in [
+                        "startupProbe",
+                        "livenessProbe",
+                        "readinessProbe",
+                        "lifecycle",
+                    ] {
+                        if let Some(v) = obj.get_mut(key) {
+                            resolve_named_ports(v, &named);
+                        }
+                    }
+                }
+                self.warnings.push(format!(
+                    "hostNetwork pod: sidecar ports of {what} left out (hostNetworkPorts: drop): \
+                     {why}. The sidecar still listens in the node's network namespace, so two \
+                     such pods on one node must not use the same port"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// ANDs `tandem.dev/native-sidecars In [true]` into every required node selector
     /// term (terms are ORed: a new term would loosen the pod), creating what is missing.
     fn require_capable_node(&mut self) {
@@ -740,12 +1090,8 @@ impl<'a> Build<'a> {
         }
     }
 
-    fn annotate(&mut self, regular_added: bool) {
-        let status = json!({
-            "mode": self.decision.placement.as_str(),
-            "sidecars": self.config.sidecars.iter().map(sidecar_name).collect::<Vec<_>>(),
-        });
-        let mut new = vec![(names::STATUS_ANNOTATION, Value::from(status.to_string()))];
+    fn annotate(&mut self, regular_added: bool, status: &PodStatus) {
+        let mut new = vec![(names::STATUS_ANNOTATION, Value::from(status.to_text()))];
         // A sidecar put first among the containers would become `kubectl logs`' default.
         if regular_added
             && self

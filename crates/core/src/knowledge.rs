@@ -2,11 +2,14 @@
 //!
 //! Filled from Node objects (the webhook's watch cache, `--nodes nodes.yaml`),
 //! from bare kubelet versions (`--kubelet-version`), or not at all. Only the facts
-//! that placement needs are kept: versions, gate readings, labels and taints.
+//! that placement needs are kept: versions, gate readings, labels and taints. Labels
+//! are compact ([`Labels`]): label keys and most values repeat on every node, so each
+//! distinct string is held once, shared by the nodes that carry it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::compat::{self, ApiServerBehaviour, KubeletBehaviour, Verdict};
@@ -44,9 +47,118 @@ pub struct NodeFacts {
     /// `tandem.dev/native-sidecars` label that `label-nodes` derived from it.
     pub gate: Option<bool>,
     /// Node labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Node taints.
     pub taints: Vec<Taint>,
+}
+
+/// A node's labels: sorted pairs of shared strings. Reads like a map
+/// ([`Labels::get`], [`Labels::iter`]); built from any pairs of strings (a later pair
+/// with the same key wins). Serializes as a map.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Labels(Box<[(Arc<str>, Arc<str>)]>);
+
+impl Labels {
+    /// The value of label `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    /// True when label `key` is set.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The labels, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// How many labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The labels as an owned map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> = iter
+            .into_iter()
+            .map(|(k, v)| (intern(k.as_ref()), intern(v.as_ref())))
+            .collect();
+        // Stable: of equal keys the last given stays last; keep that one.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            match out.last_mut() {
+                Some(last) if last.0 == p.0 => *last = p,
+                _ => out.push(p),
+            }
+        }
+        Self(out.into_boxed_slice())
+    }
+}
+
+impl From<BTreeMap<String, String>> for Labels {
+    fn from(m: BTreeMap<String, String>) -> Self {
+        m.iter().collect()
+    }
+}
+
+impl std::fmt::Debug for Labels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+/// Every label string in use, held once. Strings no node uses any more are dropped when
+/// the set has doubled since it was last pruned.
+struct Interner {
+    strings: HashSet<Arc<str>>,
+    pruned_at: usize,
+}
+
+static INTERNER: LazyLock<Mutex<Interner>> = LazyLock::new(|| {
+    Mutex::new(Interner {
+        strings: HashSet::new(),
+        pruned_at: 0,
+    })
+});
+
+/// The shared copy of `s`.
+pub fn intern(s: &str) -> Arc<str> {
+    let mut i = INTERNER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = i.strings.get(s) {
+        return found.clone();
+    }
+    if i.strings.len() >= 4096 && i.strings.len() >= i.pruned_at.saturating_mul(2) {
+        i.strings.retain(|a| Arc::strong_count(a) > 1);
+        i.pruned_at = i.strings.len();
+    }
+    let a: Arc<str> = Arc::from(s);
+    i.strings.insert(a.clone());
+    a
 }
 
 /// Everything known about a cluster, for placement decisions.
@@ -78,7 +190,7 @@ impl NodeFacts {
             name: String::new(),
             kubelet: Some(version),
             gate: None,
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
             taints: Vec::new(),
         }
     }
@@ -108,12 +220,12 @@ impl NodeFacts {
                 node["kind"].as_str().unwrap_or_default()
             )));
         }
-        let labels: BTreeMap<String, String> = node
+        let labels: Labels = node
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
                     .collect()
             })
             .unwrap_or_default();
@@ -126,12 +238,7 @@ impl NodeFacts {
             }
             _ => None,
         };
-        let gate = match labels.get(NODE_LABEL).map(String::as_str) {
-            Some("true") => Some(true),
-            // `false` on an old kubelet means "too old", which the version already says.
-            Some("false") if kubelet.as_ref().is_none_or(|v| v.at_least(1, 28)) => Some(false),
-            _ => None,
-        };
+        let gate = gate_label(&labels, kubelet.as_ref());
         let taints = node
             .pointer("/spec/taints")
             .and_then(Value::as_array)
@@ -152,6 +259,27 @@ impl NodeFacts {
             labels,
             taints,
         })
+    }
+
+    /// Facts from a Node's parts (as a typed client reads them); a kubelet version that
+    /// doesn't parse counts as unknown.
+    pub fn from_parts(
+        name: String,
+        labels: Labels,
+        kubelet_version: Option<&str>,
+        taints: Vec<Taint>,
+    ) -> Self {
+        let kubelet = kubelet_version
+            .filter(|t| !t.is_empty())
+            .and_then(|t| KubeVersion::parse(t).ok());
+        let gate = gate_label(&labels, kubelet.as_ref());
+        Self {
+            name,
+            kubelet,
+            gate,
+            labels,
+            taints,
+        }
     }
 
     /// What this node's kubelet does with a native sidecar, and why.
@@ -176,6 +304,16 @@ impl NodeFacts {
         } else {
             format!("node {} ({version})", self.name)
         }
+    }
+}
+
+/// The gate as `label-nodes` recorded it in the node's label.
+fn gate_label(labels: &Labels, kubelet: Option<&KubeVersion>) -> Option<bool> {
+    match labels.get(NODE_LABEL) {
+        Some("true") => Some(true),
+        // `false` on an old kubelet means "too old", which the version already says.
+        Some("false") if kubelet.is_none_or(|v| v.at_least(1, 28)) => Some(false),
+        _ => None,
     }
 }
 
@@ -235,6 +373,25 @@ mod tests {
         assert_eq!(n.gate, Some(false));
         assert_eq!(n.taints[0].effect, "NoSchedule");
         assert_eq!(n.behaviour().behaviour, KubeletBehaviour::RejectsPod);
+    }
+
+    #[test]
+    fn labels_read_like_a_map_and_share_their_strings() {
+        let a: Labels = [("zone", "a"), ("pool", "x"), ("zone", "b")]
+            .into_iter()
+            .collect();
+        assert_eq!(a.get("zone"), Some("b"), "the last value wins");
+        assert_eq!(a.get("pool"), Some("x"));
+        assert_eq!(a.get("nope"), None);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.iter().collect::<Vec<_>>(), [("pool", "x"), ("zone", "b")]);
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            json!({"pool": "x", "zone": "b"})
+        );
+        let b: Labels = BTreeMap::from([("zone".to_string(), "b".to_string())]).into();
+        assert!(Arc::ptr_eq(&a.0[1].0, &b.0[0].0), "one copy of each string");
+        assert_eq!(b.to_map()["zone"], "b");
     }
 
     #[test]

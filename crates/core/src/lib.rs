@@ -15,21 +15,38 @@
 //!
 //! [`adopt`] is a second plan over the same pod facts and compatibility model: it
 //! moves the legacy sidecars a pod already has to native sidecars ([`adopt::Adopter`]).
+//!
+//! Sidecar objects: [`api`] holds the `Sidecar`/`ClusterSidecar` types and their CRDs,
+//! [`catalog`] checks objects and decides which ones a pod gets ([`selector`] for label
+//! selectors), [`status`] reads and writes the `tandem.dev/status` annotation, and
+//! [`outdated`] finds pods on old revisions. The injector takes the selected objects with
+//! [`Injector::inject_pod_with`](inject::Injector::inject_pod_with) and
+//! [`Injector::inject_document_with`](inject::Injector::inject_document_with).
 
 pub mod adopt;
+pub mod api;
+pub mod catalog;
 pub mod compat;
 pub mod config;
+pub mod images;
 pub mod inject;
 pub mod knowledge;
+pub mod kyaml;
 pub mod manifest;
 pub mod metrics_text;
 pub mod mode;
 pub mod names;
+pub mod outdated;
 pub mod patch;
 pub mod plan;
 pub mod scheduling;
+pub mod selector;
+pub mod status;
+pub mod validate;
+pub mod verify;
 pub mod version;
 pub mod workload;
+pub mod yaml_write;
 
 pub use config::Config;
 pub use inject::{InjectError, Injector, NamespaceOptIn, PodOutcome};

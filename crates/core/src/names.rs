@@ -5,6 +5,8 @@
 pub const INJECT_LABEL: &str = "tandem.dev/inject";
 /// Pod annotation that overrides the mode for one pod.
 pub const MODE_ANNOTATION: &str = "tandem.dev/mode";
+/// Pod annotation that requests sidecar objects by name: `tandem.dev/sidecars: a,b`.
+pub const SIDECARS_ANNOTATION: &str = "tandem.dev/sidecars";
 /// Pod annotation written by the injector: which sidecars, in which mode.
 pub const STATUS_ANNOTATION: &str = "tandem.dev/status";
 /// Node label written by `tandem label-nodes`: `"true"` where native sidecars run.

@@ -23,6 +23,8 @@ pub enum ModeSource {
     Override,
     /// The configuration's `mode`.
     Config,
+    /// A sidecar object's `spec.mode`.
+    Object,
 }
 
 /// How one pod gets its sidecars, and the reasons.
@@ -101,11 +103,48 @@ pub fn decide(
     d
 }
 
+/// What an unseen kubelet can be assumed to do: the version-skew rule, unless the
+/// cluster has already shown a node outside the skew. The rule is an assumption for
+/// when nodes are unknown; a listed kubelet older than it allows proves it false for
+/// this cluster, and then it must not decide anything.
+pub fn skew_rule(k: &ClusterKnowledge) -> compat::Verdict<KubeletBehaviour> {
+    let rule = compat::kubelet_by_skew(k.apiserver.version.as_ref());
+    let Some(api) = k.apiserver.version.as_ref() else {
+        return rule;
+    };
+    if rule.behaviour == KubeletBehaviour::Unknown {
+        return rule;
+    }
+    let oldest = compat::oldest_kubelet_minor(api);
+    let outside: Vec<&NodeFacts> = k
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.kubelet
+                .as_ref()
+                .is_some_and(|v| v.major < api.major || (v.major == api.major && v.minor < oldest))
+        })
+        .collect();
+    if outside.is_empty() {
+        return rule;
+    }
+    compat::Verdict {
+        behaviour: KubeletBehaviour::Unknown,
+        why: format!(
+            "the version-skew rule (API server {api}: kubelets 1.{oldest} or later) does not hold \
+             in this cluster: {} {} older",
+            summarize(&outside),
+            if outside.len() == 1 { "is" } else { "are" }
+        ),
+    }
+}
+
 fn source_words(source: ModeSource) -> &'static str {
     match source {
         ModeSource::Annotation => "the pod's tandem.dev/mode annotation",
         ModeSource::Override => "--mode",
         ModeSource::Config => "the configuration",
+        ModeSource::Object => "the sidecar object's spec.mode",
     }
 }
 
@@ -116,7 +155,7 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
         d.reasons.push(format!("auto chose legacy: {}", api.why));
         return;
     }
-    let skew = compat::kubelet_by_skew(k.apiserver.version.as_ref());
+    let skew = skew_rule(k);
     let candidates: Vec<&NodeFacts> =
         scheduling::candidates(pod.spec, &k.nodes, k.nodes_have_labels)
             .into_iter()
@@ -134,9 +173,13 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
                 .push(format!("auto chose native: {why}, but {}", skew.why));
         } else {
             d.placement = Placement::Legacy;
+            let hint = if k.nodes.is_empty() {
+                " (give nodes or an API server version to decide better)"
+            } else {
+                ""
+            };
             d.reasons.push(format!(
-                "auto chose legacy, the safe mode: {why} and {} (give nodes or an API server \
-                 version to decide better)",
+                "auto chose legacy, the safe mode: {why} and {}{hint}",
                 skew.why
             ));
         }
@@ -414,6 +457,56 @@ mod tests {
         assert_eq!(
             auto(&k, json!({}), Ok(()), Fallback::Legacy).placement,
             Placement::Legacy
+        );
+    }
+
+    #[test]
+    fn skew_rule_does_not_decide_once_a_node_is_outside_it() {
+        // issue 15: API server v1.37.2, nodes v1.37 and v1.27.16, a Job whose
+        // nodeSelector matches no known node.
+        let node = |name: &str, ver: &str| {
+            json!({"kind": "Node", "metadata": {"name": name, "labels": {"pool": name}},
+                   "status": {"nodeInfo": {"kubeletVersion": ver}}})
+        };
+        let objs = [node("new", "v1.37.0"), node("old", "v1.27.16")];
+        let mut k = ClusterKnowledge {
+            nodes: ClusterKnowledge::from_node_objects(objs.iter()).unwrap(),
+            nodes_have_labels: true,
+            ..Default::default()
+        };
+        k.apiserver.version = Some(v("v1.37.2"));
+        let spec = json!({"nodeSelector": {"pool": "elsewhere"}});
+        let d = auto(&k, spec.clone(), Ok(()), Fallback::Legacy);
+        assert_eq!(d.placement, Placement::Legacy, "{:?}", d.reasons);
+        let why = &d.reasons[0];
+        assert!(
+            why.contains("does not hold") && why.contains("old (v1.27.16)"),
+            "{why}"
+        );
+        assert!(!why.contains("every kubelet is"), "{why}");
+        // A node of unknown version is not judged by the broken rule either.
+        k.nodes.push(NodeFacts {
+            name: "mystery".into(),
+            kubelet: None,
+            gate: None,
+            labels: std::collections::BTreeMap::from([(
+                "pool".to_string(),
+                "elsewhere".to_string(),
+            )])
+            .into(),
+            taints: Vec::new(),
+        });
+        let d = auto(&k, spec.clone(), Ok(()), Fallback::Legacy);
+        assert_eq!(d.placement, Placement::Legacy, "{:?}", d.reasons);
+        assert!(d.reasons[0].contains("unknown"), "{:?}", d.reasons);
+        // Without the old node, the rule holds and decides as before.
+        k.nodes.retain(|n| n.name != "old" && n.name != "mystery");
+        let d = auto(&k, spec, Ok(()), Fallback::Legacy);
+        assert_eq!(d.placement, Placement::Native, "{:?}", d.reasons);
+        assert!(
+            d.reasons[0].contains("version-skew rule"),
+            "{:?}",
+            d.reasons
         );
     }
 

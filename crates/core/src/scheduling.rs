@@ -78,10 +78,7 @@ impl<'a> NodeSelection<'a> {
         if !nodes_have_labels {
             return true;
         }
-        let selector_ok = self
-            .selector
-            .iter()
-            .all(|(k, v)| node.labels.get(*k).map(String::as_str) == *v);
+        let selector_ok = self.selector.iter().all(|(k, v)| node.labels.get(k) == *v);
         selector_ok
             && self
                 .terms
@@ -119,7 +116,7 @@ impl<'a> Term<'a> {
             && self
                 .labels
                 .iter()
-                .all(|r| r.matches(node.labels.get(r.key).map(String::as_str)))
+                .all(|r| r.matches(node.labels.get(r.key)))
             && self.names.iter().all(|r| r.matches(Some(&node.name)))
     }
 }
@@ -179,17 +176,13 @@ fn toleration_matches(tol: &Value, taint: &Taint) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn node(name: &str, labels: &[(&str, &str)], taints: &[(&str, &str, &str)]) -> NodeFacts {
         NodeFacts {
             name: name.into(),
             kubelet: None,
             gate: None,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
+            labels: labels.iter().copied().collect(),
             taints: taints
                 .iter()
                 .map(|(k, v, e)| Taint {

@@ -1,9 +1,69 @@
 //! Where the pod is inside a manifest: `Pod`, the workload kinds that carry a pod
 //! template, and `List`s of them.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::patch::Path;
+
+/// A kind beyond the built-in ones that carries a pod template (config `workloadKinds`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadKind {
+    /// The object's `kind` (`DeploymentConfig`, `Rollout`, `ScaledJob`, …).
+    pub kind: String,
+    /// The object's `apiVersion` group, if only one group's kind is meant
+    /// (`argoproj.io`); any group when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Dotted path of the pod template (the object with `metadata` and `spec`), e.g.
+    /// `spec.template` or `spec.jobTargetRef.template`.
+    pub pod_template: String,
+}
+
+impl WorkloadKind {
+    fn matches(&self, doc: &Value, kind: &str) -> bool {
+        self.kind == kind
+            && self.group.as_deref().is_none_or(|g| {
+                let api = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+                api.rsplit_once('/').map_or("", |(group, _)| group) == g
+            })
+    }
+
+    fn path(&self) -> Vec<&str> {
+        self.pod_template
+            .split('.')
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// Where kinds tandem doesn't know commonly keep a pod template: Argo `Rollout`,
+/// OpenShift `DeploymentConfig` and Knative `Service` (`spec.template`), KEDA
+/// `ScaledJob` (`spec.jobTargetRef.template`), CronJob-like kinds and `PodTemplate`-like
+/// ones.
+const FOREIGN_TEMPLATE_PATHS: &[&str] = &[
+    "spec.template",
+    "spec.jobTargetRef.template",
+    "spec.jobTemplate.spec.template",
+    "template",
+];
+
+/// For a document of a kind tandem doesn't inject: the path of a pod template it carries
+/// (an object whose `spec.containers` is a list), if any. `tandem inject` says so on
+/// stderr; naming the kind under `workloadKinds` in the config makes it injected.
+pub fn foreign_pod_template(doc: &Value) -> Option<&'static str> {
+    let kind = doc.get("kind").and_then(Value::as_str)?;
+    if carries_pod(kind) || kind.ends_with("List") {
+        return None;
+    }
+    FOREIGN_TEMPLATE_PATHS.iter().copied().find(|path| {
+        path.split('.')
+            .try_fold(doc, |v, seg| v.get(seg))
+            .and_then(|t| t.pointer("/spec/containers"))
+            .is_some_and(Value::is_array)
+    })
+}
 
 /// A pod (or pod template) found in a document.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,12 +140,22 @@ pub fn describe(doc: &Value) -> String {
 /// Every pod in a document (none for kinds that carry no pod; one per List item
 /// that does). Errors when a kind that should carry a pod has no valid one.
 pub fn find_pods(doc: &Value) -> Result<Vec<PodLocation>, ShapeError> {
+    find_pods_with(doc, &[])
+}
+
+/// [`find_pods`], with `extra` kinds (config `workloadKinds`) besides the built-in ones.
+pub fn find_pods_with(doc: &Value, extra: &[WorkloadKind]) -> Result<Vec<PodLocation>, ShapeError> {
     let mut out = Vec::new();
-    find_into(doc, &Path::root(), &mut out)?;
+    find_into(doc, &Path::root(), extra, &mut out)?;
     Ok(out)
 }
 
-fn find_into(doc: &Value, at: &Path, out: &mut Vec<PodLocation>) -> Result<(), ShapeError> {
+fn find_into(
+    doc: &Value,
+    at: &Path,
+    extra: &[WorkloadKind],
+    out: &mut Vec<PodLocation>,
+) -> Result<(), ShapeError> {
     let object = describe(doc);
     let shape = |field: &Path, problem: &str| ShapeError {
         object: object.clone(),
@@ -112,12 +182,25 @@ fn find_into(doc: &Value, at: &Path, out: &mut Vec<PodLocation>) -> Result<(), S
             .and_then(Value::as_array)
             .ok_or_else(|| shape(&at.join(["items"]), "must be a list"))?;
         for (i, item) in items.iter().enumerate() {
-            find_into(item, &at.join(["items".to_string(), i.to_string()]), out)?;
+            find_into(
+                item,
+                &at.join(["items".to_string(), i.to_string()]),
+                extra,
+                out,
+            )?;
         }
         return Ok(());
     }
-    let Some(template) = template_path(kind) else {
-        return Ok(());
+    let configured;
+    let template: &[&str] = match template_path(kind) {
+        Some(t) => t,
+        None => match extra.iter().find(|w| w.matches(doc, kind)) {
+            Some(w) => {
+                configured = w.path();
+                &configured
+            }
+            None => return Ok(()),
+        },
     };
     let base = at.join(template.iter());
     let rel = Path::root().join(template.iter());
@@ -221,6 +304,57 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn foreign_kinds_with_pod_templates_are_noticed_and_configurable() {
+        let rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "spec": {"template": {"spec": spec()}}});
+        let scaled_job = json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob",
+            "spec": {"jobTargetRef": {"template": {"spec": spec()}}}});
+        assert!(find_pods(&rollout).unwrap().is_empty());
+        assert_eq!(foreign_pod_template(&rollout), Some("spec.template"));
+        assert_eq!(
+            foreign_pod_template(&scaled_job),
+            Some("spec.jobTargetRef.template")
+        );
+        assert_eq!(
+            foreign_pod_template(&json!({"kind": "ConfigMap", "data": {}})),
+            None
+        );
+        assert_eq!(
+            foreign_pod_template(
+                &json!({"kind": "Deployment", "spec": {"template": {"spec": spec()}}})
+            ),
+            None
+        );
+        let extra = [
+            WorkloadKind {
+                kind: "Rollout".into(),
+                group: Some("argoproj.io".into()),
+                pod_template: "spec.template".into(),
+            },
+            WorkloadKind {
+                kind: "ScaledJob".into(),
+                group: None,
+                pod_template: "spec.jobTargetRef.template".into(),
+            },
+        ];
+        let found = find_pods_with(&rollout, &extra).unwrap();
+        assert_eq!(found[0].base.pointer().as_str(), "/spec/template");
+        assert_eq!(found[0].kind, "Rollout");
+        let found = find_pods_with(&scaled_job, &extra).unwrap();
+        assert_eq!(
+            found[0].base.pointer().as_str(),
+            "/spec/jobTargetRef/template"
+        );
+        // Another group's Rollout is not the one configured.
+        let other = json!({"apiVersion": "example.com/v1", "kind": "Rollout",
+            "spec": {"template": {"spec": spec()}}});
+        assert!(find_pods_with(&other, &extra).unwrap().is_empty());
+        // A configured kind without its template is a shape error, as for built-in kinds.
+        let err = find_pods_with(&json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r"}, "spec": {}}), &extra).unwrap_err();
+        assert!(err.to_string().contains("spec.template"), "{err}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ sidecars:
       httpGet: {{path: /ready, port: 15021}}
     livenessProbe:
       exec: {{command: ["/proxy", "check"]}}
-    vendorExtension: {{keep: me}}
+    resizePolicy: [{{resourceName: cpu, restartPolicy: NotRequired}}]
 "#
     ))
     .unwrap()
@@ -75,7 +75,7 @@ fn native_goes_first_with_restart_policy_always() {
     let proxy = &out["spec"]["initContainers"][0];
     assert_eq!(proxy["restartPolicy"], "Always");
     assert_eq!(proxy["startupProbe"]["httpGet"]["port"], 15021);
-    assert_eq!(proxy["vendorExtension"]["keep"], "me");
+    assert_eq!(proxy["resizePolicy"][0]["restartPolicy"], "NotRequired");
     assert_eq!(names(&out["spec"]["containers"]), ["app"]);
     let status: Value = serde_json::from_str(
         out["metadata"]["annotations"]["tandem.dev/status"]

@@ -8,7 +8,9 @@ use tandem_core::KubeVersion;
 use tandem_core::compat::{self, ApiServerBehaviour, KubeletBehaviour, LOCKED_ON_MINOR};
 use tandem_core::knowledge::NodeFacts;
 use tandem_core::metrics_text::GateReading;
-use tandem_core::names::{INJECT_LABEL, MIRROR_POD_ANNOTATION, STATUS_ANNOTATION};
+use tandem_core::names::{INJECT_LABEL, MIRROR_POD_ANNOTATION, NODE_LABEL, STATUS_ANNOTATION};
+use tandem_core::status::InjectionStatus;
+use tandem_core::verify;
 use tandem_kube::KubeError;
 use tandem_kube::nodes::{NodeGate, proxy_access};
 
@@ -136,13 +138,21 @@ pub struct NodeObservation {
 impl NodeObservation {
     /// The verdict: the metric when read, else the label `label-nodes` derived from it,
     /// else the version's default.
+    /// The explanation says where the gate reading came from: the metric, or the label.
     pub fn verdict(&self) -> compat::Verdict<KubeletBehaviour> {
-        let gate = self
-            .metric
-            .as_ref()
-            .and_then(NodeGate::enabled)
-            .or(self.facts.gate);
-        compat::kubelet(self.facts.kubelet.as_ref(), gate)
+        let metric = self.metric.as_ref().and_then(NodeGate::enabled);
+        let mut verdict = compat::kubelet(self.facts.kubelet.as_ref(), metric.or(self.facts.gate));
+        if metric.is_none()
+            && let Some(on) = self.facts.gate
+        {
+            let source = format!("node label {NODE_LABEL}={on}, set by label-nodes");
+            verdict.why = if verdict.why.contains("(metric)") {
+                verdict.why.replace("(metric)", &format!("({source})"))
+            } else {
+                format!("{} ({source})", verdict.why)
+            };
+        }
+        verdict
     }
 }
 
@@ -439,7 +449,9 @@ fn owner(pod: &Value) -> String {
 }
 
 /// The missed-injections check: pods in opted-in namespaces without `tandem.dev/status`
-/// (created while the webhook was down under `failurePolicy: Ignore`), by owner.
+/// (created while the webhook was down under `failurePolicy: Ignore`), and pods whose
+/// stored spec contradicts their `tandem.dev/status` (a webhook after tandem stripped
+/// `restartPolicy: Always`, or the API server dropped it), by owner.
 pub fn missed_injections(
     namespaces: &Result<Vec<Value>, KubeError>,
     pods: &Result<Vec<Value>, KubeError>,
@@ -472,6 +484,7 @@ pub fn missed_injections(
         Ok(p) => p,
     };
     let mut by_owner: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut contradicting: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let mut checked = 0;
     for pod in pods {
         let ns = text_at(pod, "/metadata/namespace");
@@ -498,12 +511,57 @@ pub fn missed_injections(
             continue;
         }
         checked += 1;
-        if annotations.and_then(|a| a.get(STATUS_ANNOTATION)).is_some() {
-            continue;
+        match InjectionStatus::of_pod(pod) {
+            None => by_owner.entry(owner(pod)).or_default().push(pod_name(pod)),
+            Some(Err(e)) => contradicting
+                .entry((owner(pod), e.to_string()))
+                .or_default()
+                .push(pod_name(pod)),
+            Some(Ok(status)) => {
+                let findings = verify::check(pod, &status, None);
+                if !findings.is_empty() {
+                    // Group by what was lost, without the pod-specific indexes.
+                    let what = format!(
+                        "{STATUS_ANNOTATION} says mode {} but the stored spec contradicts it: {} lost {}",
+                        status.mode.as_str(),
+                        {
+                            let names = verify::sidecars(&findings);
+                            if names.is_empty() {
+                                "the pod".to_string()
+                            } else {
+                                format!(
+                                    "sidecar {}",
+                                    names
+                                        .iter()
+                                        .map(|n| format!("{n:?}"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            }
+                        },
+                        verify::fields(&findings).join(", ")
+                    );
+                    contradicting
+                        .entry((owner(pod), what))
+                        .or_default()
+                        .push(pod_name(pod));
+                }
+            }
         }
-        by_owner.entry(owner(pod)).or_default().push(pod_name(pod));
     }
     let mut c = Check::new(id, MISSED_TITLE, Status::Pass, String::new());
+    for ((owner, what), pods) in &contradicting {
+        c.items.push(Item::new(
+            Status::Fail,
+            format!("{owner} ({})", plural(pods.len(), "pod", "pods")),
+            format!("{what}: a mutating webhook after tandem stripped it (or the API server dropped restartPolicy); find it with `tandem doctor -n NAMESPACE`"),
+        ));
+        c.evidence.extend(
+            pods.iter()
+                .take(3)
+                .map(|p| format!("pod {p} ({owner}): {what}")),
+        );
+    }
     for (owner, pods) in &by_owner {
         let mut item = Item::new(
             Status::Fail,
@@ -518,7 +576,26 @@ pub fn missed_injections(
             .extend(pods.iter().take(3).map(|p| format!("pod {p} ({owner})")));
     }
     let missed: usize = by_owner.values().map(Vec::len).sum();
-    if missed == 0 {
+    let stripped: usize = contradicting.values().map(Vec::len).sum();
+    if stripped > 0 {
+        c.status = Status::Fail;
+        c.summary = format!(
+            "{} in opted-in namespaces {} their {STATUS_ANNOTATION}: what tandem injected was changed after it",
+            plural(stripped, "pod", "pods"),
+            if stripped == 1 {
+                "contradicts"
+            } else {
+                "contradict"
+            }
+        );
+        if missed > 0 {
+            c.summary.push_str(&format!(
+                "; {} run without their sidecars",
+                plural(missed, "pod", "pods")
+            ));
+        }
+        c.hint = Some("find the webhook that strips the field with `tandem doctor -n NAMESPACE` (the dry-run probe names it) and fix or exclude it; tandem's webhook repairs, falls back or denies such pods at admission (onStripped)".into());
+    } else if missed == 0 {
         c.summary = format!(
             "{} in {} opted-in {}, all injected",
             plural(checked, "pod", "pods"),
@@ -655,6 +732,30 @@ mod tests {
     }
 
     #[test]
+    fn a_verdict_from_the_node_label_says_so() {
+        // issue 15: a gate read from the tandem.dev/native-sidecars label was called "(metric)".
+        let mut labelled = node("l", "v1.28.3", None);
+        labelled.facts.gate = Some(true);
+        let why = labelled.verdict().why;
+        assert!(!why.contains("(metric)"), "{why}");
+        assert!(
+            why.contains("node label tandem.dev/native-sidecars=true"),
+            "{why}"
+        );
+        let c = nodes(&Ok(vec![labelled.clone()]), None);
+        assert!(c.items[0].detail.contains("node label"), "{:?}", c.items);
+        // A metric that was read still says metric, even where a label exists.
+        labelled.metric = Some(NodeGate::Read {
+            reading: reading(true),
+        });
+        let why = labelled.verdict().why;
+        assert!(
+            why.contains("(metric)") && !why.contains("node label"),
+            "{why}"
+        );
+    }
+
+    #[test]
     fn node_metrics_decide_and_degrade() {
         let on = node(
             "a",
@@ -784,14 +885,24 @@ mod tests {
             "ownerReferences": [{"kind": "ReplicaSet", "name": rs, "controller": true}]}, "status": {"phase": "Running"}})
         };
         let mut injected = owned("ok", "web-1");
-        injected["metadata"]["annotations"] = json!({STATUS_ANNOTATION: "{}"});
+        injected["metadata"]["annotations"] =
+            json!({STATUS_ANNOTATION: r#"{"mode":"native","sidecars":["proxy"]}"#});
+        injected["spec"] = json!({"initContainers": [{"name": "proxy", "restartPolicy": "Always"}],
+            "containers": [{"name": "app"}]});
+        let mut stripped = injected.clone();
+        stripped["metadata"]["name"] = json!("stripped");
+        stripped["metadata"]["ownerReferences"][0]["name"] = json!("web-2");
+        stripped["spec"]["initContainers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("restartPolicy");
         let mut opted_out = owned("out", "web-1");
         opted_out["metadata"]["labels"] = json!({INJECT_LABEL: "disabled"});
         let pods = Ok(vec![
             owned("a", "web-1"),
             owned("b", "web-1"),
-            injected,
-            opted_out,
+            injected.clone(),
+            opted_out.clone(),
             json!({"metadata": {"name": "bare", "namespace": "shop"}, "status": {"phase": "Pending"}}),
             json!({"metadata": {"name": "elsewhere", "namespace": "other"}}),
         ]);
@@ -803,6 +914,24 @@ mod tests {
         );
         assert_eq!(c.items[0].subject, "Pod shop/bare (1 pod)");
         assert_eq!(c.items[1].subject, "ReplicaSet shop/web-1 (2 pods)");
+        // The stored spec is compared with the annotation, not trusted.
+        let c = missed_injections(&nss, &Ok(vec![injected.clone(), stripped.clone()]));
+        assert_eq!(c.status, Status::Fail);
+        assert_eq!(
+            c.summary,
+            "1 pod in opted-in namespaces contradicts their tandem.dev/status: what tandem injected was changed after it"
+        );
+        assert_eq!(c.items.len(), 1);
+        assert_eq!(c.items[0].subject, "ReplicaSet shop/web-2 (1 pod)");
+        assert!(
+            c.items[0].detail.starts_with("tandem.dev/status says mode native but the stored spec contradicts it: sidecar \"proxy\" lost restartPolicy"),
+            "{}",
+            c.items[0].detail
+        );
+        assert_eq!(
+            missed_injections(&nss, &Ok(vec![injected.clone()])).status,
+            Status::Pass
+        );
         let none = missed_injections(&Ok(vec![]), &Err(forbidden("list", "pods")));
         assert_eq!(none.status, Status::Pass);
         assert_eq!(

@@ -28,9 +28,16 @@ pub struct DoctorArgs {
     /// Which cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Namespace in which the webhook check dry-runs its probe pod (never persisted).
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
+    /// The namespace to check, as kubectl's -n: the webhook check dry-runs its probe pod
+    /// there (never persisted; every namespace labelled tandem.dev/inject=enabled is
+    /// probed too), and only its pods are looked at for stuck pods and missed
+    /// injections. Default: the probe in `default`, pods in every namespace.
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Look at pods in every namespace, as kubectl's -A (the default without -n; with -n,
+    /// only the probe pod uses that namespace).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
     /// Extra label for the probe pod, KEY=VALUE (repeatable): label it like the
     /// workloads whose injection you want to test.
     #[arg(long = "probe-label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -41,11 +48,17 @@ pub struct DoctorArgs {
     /// Skip the dry-run probe (the webhook check then only lists webhooks).
     #[arg(long)]
     pub no_probe: bool,
-    /// Look for stuck pods and missed injections only in this namespace (default: all).
+    /// Look for stuck pods and missed injections only in this namespace (overrides -n
+    /// and -A for pods).
     #[arg(long, value_name = "NAMESPACE")]
     pub pods_namespace: Option<String>,
-    /// Only check nodes matching this label selector.
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    /// Only check nodes matching this label selector (as `label-nodes -l`).
+    #[arg(
+        short = 'l',
+        long = "selector",
+        visible_alias = "node-selector",
+        value_name = "SELECTOR"
+    )]
     pub node_selector: Option<String>,
     /// When to read each kubelet's SidecarContainers metric (needs get nodes/proxy).
     #[arg(long, value_enum, default_value_t = NodeMetrics::Auto)]
@@ -53,12 +66,17 @@ pub struct DoctorArgs {
     /// How many nodes' metrics are read at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Seconds each node gets to answer before it is reported as slow.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub node_timeout: u64,
+    /// How long each node gets to answer before it is reported as slow (`5s`; a bare
+    /// number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5s",
+          value_parser = tandem_core::config::duration_text::parse_flag)]
+    pub node_timeout: Duration,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// The checks of tandem itself.
+    #[command(flatten)]
+    pub tandem: crate::tandem_checks::TandemCheckArgs,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -72,6 +90,20 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 impl DoctorArgs {
+    /// Where the probe pod is dry-run: `-n`, else `default`.
+    pub fn probe_namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// The one namespace whose pods are looked at, or `None` for all of them.
+    pub fn pods_scope(&self) -> Option<&str> {
+        match (&self.pods_namespace, self.all_namespaces, &self.namespace) {
+            (Some(ns), _, _) => Some(ns),
+            (None, true, _) => None,
+            (None, false, ns) => ns.as_deref(),
+        }
+    }
+
     /// The probe pod's labels: a workload-like name label plus `--probe-label`s.
     pub fn probe_labels(&self) -> BTreeMap<String, String> {
         let mut l = BTreeMap::from([(
@@ -97,7 +129,11 @@ pub async fn diagnose(
     args: &DoctorArgs,
     progress: &mut Progress,
 ) -> Result<Report, KubeError> {
-    let mut checks: Vec<Check> = Vec::new();
+    // 0. tandem itself (its own category, first, like linkerd's control-plane checks).
+    let mut checks: Vec<Check> = crate::tandem_checks::checks(client, &args.tandem.target).await;
+    if args.tandem.tandem_only {
+        return Ok(Report::new(checks));
+    }
 
     // 1. API server version.
     let version = match cluster::server_version(client).await {
@@ -118,7 +154,7 @@ pub async fn diagnose(
         metrics: args.node_metrics,
         probe: GateProbe {
             concurrency: args.concurrency.max(1),
-            timeout: Duration::from_secs(args.node_timeout.max(1)),
+            timeout: args.node_timeout.max(Duration::from_secs(1)),
         },
     };
     let observed: Result<Vec<NodeObservation>, KubeError> =
@@ -136,11 +172,11 @@ pub async fn diagnose(
     checks.push(webhook_check(client, args, version.as_ref(), gate).await);
 
     // 5. Stuck pods: only unfinished pods are listed.
-    let pods_access = |verb: &str| match &args.pods_namespace {
+    let pods_access = |verb: &str| match args.pods_scope() {
         Some(ns) => Access::new(verb, "pods").in_namespace(ns),
         None => Access::new(verb, "pods"),
     };
-    let pods_api: Api<Pod> = match &args.pods_namespace {
+    let pods_api: Api<Pod> = match args.pods_scope() {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -165,7 +201,6 @@ async fn webhook_check(
     version: Option<&tandem_core::KubeVersion>,
     gate: Option<bool>,
 ) -> Check {
-    let ns = &args.namespace;
     let cfg_api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let configs = list_all(
         &cfg_api,
@@ -176,20 +211,43 @@ async fn webhook_check(
         ListParams::default(),
     )
     .await;
+    let (count, configs) = match configs {
+        Ok(c) => (Ok(c.len()), c),
+        Err(e) => (Err(e), Vec::new()),
+    };
+    // The probe runs in `-n` and in every namespace that opts in: a webhook scoped to
+    // opted-in namespaces would never see a probe in `default` alone.
+    let (namespaces, listed) = crate::scan::probe_namespaces(client, args.probe_namespace()).await;
+    let drops = checks::apiserver_drops(version, gate);
+    let mut per_ns = Vec::new();
+    for ns in &namespaces {
+        let mut c = probe_one(client, args, ns, (&count, &configs), drops.as_deref()).await;
+        if let Some(note) = &listed {
+            c.evidence.push(note.clone());
+        }
+        per_ns.push((ns.clone(), c));
+    }
+    webhooks::combine(per_ns)
+}
+
+/// Check 4 in one namespace.
+async fn probe_one(
+    client: &Client,
+    args: &DoctorArgs,
+    ns: &str,
+    (count, configs): (&Result<usize, KubeError>, &[MutatingWebhookConfiguration]),
+    drops: Option<&str>,
+) -> Check {
     let ns_api: Api<Namespace> = Api::all(client.clone());
     let ns_labels = ns_api
         .get(ns)
         .await
         .ok()
         .map(|n| n.metadata.labels.unwrap_or_default());
-    let labels = args.probe_labels();
-    let (count, seen) = match configs {
-        Ok(c) => (
-            Ok(c.len()),
-            webhooks::webhooks_seeing(&c, ns_labels.as_ref(), &labels),
-        ),
-        Err(e) => (Err(e), Vec::new()),
-    };
+    let mut labels = args.probe_labels();
+    // The probe opts out of tandem, so tandem's own webhook never touches it.
+    labels.insert(INJECT_LABEL.to_string(), "disabled".to_string());
+    let seen = webhooks::webhooks_seeing(configs, ns_labels.as_ref(), &labels);
     if args.no_probe {
         let mut c = Check::new(
             "webhooks",
@@ -230,13 +288,12 @@ async fn webhook_check(
                 })
             }),
     };
-    let drops = checks::apiserver_drops(version, gate);
-    webhooks::verdict(ns, &count, &seen, &result, drops.as_deref())
+    webhooks::verdict(ns, count, &seen, &result, drops)
 }
 
 async fn missed_check(client: &Client, args: &DoctorArgs) -> Check {
     let ns_api: Api<Namespace> = Api::all(client.clone());
-    let namespaces: Result<Vec<Value>, KubeError> = match &args.pods_namespace {
+    let namespaces: Result<Vec<Value>, KubeError> = match args.pods_scope() {
         Some(ns) => ns_api
             .get(ns)
             .await
@@ -302,7 +359,20 @@ pub async fn run_async(
 ) -> u8 {
     let report = match tandem_kube::connect(&args.cluster).await {
         Err(e) => Err(e),
-        Ok(client) => diagnose(&client, args, progress).await,
+        Ok(client) => {
+            if let Some(wait) = args.tandem.wait {
+                let mut last = Vec::new();
+                crate::tandem_checks::wait_healthy(&client, &args.tandem.target, wait, |f| {
+                    if f != last.as_slice() {
+                        let _ =
+                            writeln!(err, "tandem doctor: waiting for tandem: {}", f.join(", "));
+                        last = f.iter().map(|s| s.to_string()).collect();
+                    }
+                })
+                .await;
+            }
+            diagnose(&client, args, progress).await
+        }
     };
     let report = match report {
         Ok(r) => r,
@@ -325,9 +395,14 @@ pub async fn run_async(
             .map_err(std::io::Error::other)
             .and_then(|s| writeln!(out, "{s}")),
     };
-    if let Err(e) = written {
-        let _ = writeln!(err, "tandem doctor: writing the report: {e}");
-        return 2;
+    match written {
+        // `tandem doctor | head`: the reader is gone; end quietly.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            let _ = writeln!(err, "tandem doctor: writing the report: {e}");
+            return 2;
+        }
+        Ok(()) => {}
     }
     report.exit_code
 }
@@ -378,7 +453,8 @@ mod tests {
             "prod",
         ])
         .unwrap();
-        assert_eq!(cli.args.namespace, "shop");
+        assert_eq!(cli.args.probe_namespace(), "shop");
+        assert_eq!(cli.args.pods_scope(), Some("shop"));
         assert_eq!(cli.args.output, OutputFormat::Json);
         assert_eq!(cli.args.cluster.context.as_deref(), Some("prod"));
         assert_eq!(

@@ -47,12 +47,15 @@ pub struct LabelNodesArgs {
     /// How many nodes' metrics are read at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Seconds each node gets to answer.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub node_timeout: u64,
-    /// Controller: seconds between re-checks of a node that did not change.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
-    pub resync: u64,
+    /// How long each node gets to answer (`5s`; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5s",
+          value_parser = tandem_core::config::duration_text::parse_flag)]
+    pub node_timeout: Duration,
+    /// Controller: time between re-checks of a node that did not change (`10m`; a bare
+    /// number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10m",
+          value_parser = tandem_core::config::duration_text::parse_flag)]
+    pub resync: Duration,
     /// Output format of --once / --dry-run.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -65,7 +68,7 @@ impl LabelNodesArgs {
             metrics: self.node_metrics,
             probe: GateProbe {
                 concurrency: self.concurrency.max(1),
-                timeout: Duration::from_secs(self.node_timeout.max(1)),
+                timeout: self.node_timeout.max(Duration::from_secs(1)),
             },
         }
     }
@@ -138,7 +141,9 @@ pub async fn label_once(
         };
         let annotations: BTreeMap<String, String> =
             node.metadata.annotations.clone().unwrap_or_default();
-        if let Some(change) = labels::plan(&o.facts.name, &o.facts.labels, &annotations, &want) {
+        if let Some(change) =
+            labels::plan(&o.facts.name, &o.facts.labels.to_map(), &annotations, &want)
+        {
             if !args.dry_run
                 && let Err(e) = patch(client, &change).await
             {
@@ -249,7 +254,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, ReconcileEr
         return Ok(Action::requeue(ctx.resync));
     };
     let annotations = node.metadata.annotations.clone().unwrap_or_default();
-    if let Some(change) = labels::plan(&name, &o.facts.labels, &annotations, &want) {
+    if let Some(change) = labels::plan(&name, &o.facts.labels.to_map(), &annotations, &want) {
         patch(&ctx.client, &change).await?;
         tracing::info!(node = %name, from = ?change.from, to = %change.to, "labelled: {}", change.evidence);
     }
@@ -273,7 +278,7 @@ pub async fn run_controller(client: Client, args: &LabelNodesArgs) {
         client,
         probe: scan.probe,
         metrics: scan.metrics,
-        resync: Duration::from_secs(args.resync.max(10)),
+        resync: args.resync.max(Duration::from_secs(10)),
     });
     Controller::new(api, wc)
         .shutdown_on_signal()

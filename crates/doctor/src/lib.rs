@@ -13,6 +13,8 @@
 //!   scheduler's way), [`report`] (statuses, exit codes, text and JSON), [`text`]
 //!   (80-column wrapping). The labeller's Deployment and RBAC are rendered by
 //!   `tandem install --with-label-nodes` (`tandem-webhook`).
+//! - [`tandem_checks`]: the checks of tandem itself (webhook configuration, Deployment,
+//!   endpoints, caBundle against the served certificate, certificate lifetime, version).
 //! - Commands: [`doctor_cmd`], [`label_nodes_cmd`], [`lint_cmd`]. Each has a clap `Args`
 //!   struct and a `run` function that returns the process exit code, so the `tandem`
 //!   binary stays thin. [`scan`] reads nodes for the first two.
@@ -28,6 +30,7 @@ pub mod quantity;
 pub mod report;
 pub mod resources;
 pub mod scan;
+pub mod tandem_checks;
 pub mod text;
 pub mod webhooks;
 

@@ -11,6 +11,8 @@
 //! | TL004 | sidecar-after-init-container | warning |
 //! | TL005 | effective-requests | info |
 //! | TL006 | bad-quantity | error |
+//! | TL007 | invalid-container | error |
+//! | TL008 | unusable-sidecar-object | error |
 
 use serde::Serialize;
 use serde_json::Value;
@@ -101,6 +103,18 @@ pub const RULES: &[Rule] = &[
         name: "bad-quantity",
         severity: Severity::Error,
         summary: "a resource quantity that is not valid",
+    },
+    Rule {
+        id: "TL007",
+        name: "invalid-container",
+        severity: Severity::Error,
+        summary: "a container the API server refuses: unknown fields (typos), bad enums, ports or missing required fields",
+    },
+    Rule {
+        id: "TL008",
+        name: "unusable-sidecar-object",
+        severity: Severity::Error,
+        summary: "a Sidecar or ClusterSidecar that the webhook would skip (its status would say Invalid)",
     },
 ];
 
@@ -251,6 +265,13 @@ fn container_name(c: &Value) -> &str {
 /// Lints one document (any kind; kinds without a pod give nothing).
 pub fn lint_document(doc: &Value, opts: &LintOptions) -> Vec<Finding> {
     let mut out = Vec::new();
+    if matches!(
+        doc.get("kind").and_then(Value::as_str),
+        Some("Sidecar" | "ClusterSidecar")
+    ) {
+        lint_sidecar_object(doc, opts, &mut out);
+        return out;
+    }
     match workload::find_pods(doc) {
         Err(e) => out.push(finding(
             "TL000",
@@ -280,6 +301,93 @@ pub fn lint_document(doc: &Value, opts: &LintOptions) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// A sidecar object: usable at all (TL008), and its containers and init containers
+/// through the pod rules (quantities, probes on init containers, kubelet versions), with
+/// its containers counted as the native sidecars they become.
+fn lint_sidecar_object(doc: &Value, opts: &LintOptions, out: &mut Vec<Finding>) {
+    let object = workload::describe(doc);
+    if let Err(u) = tandem_core::catalog::SidecarObject::from_value(doc) {
+        let (field, message) = match u.message.split_once(": ") {
+            Some((f, m)) if f.starts_with("spec") => (f.to_string(), m.to_string()),
+            _ => ("spec".to_string(), u.message.clone()),
+        };
+        out.push(finding(
+            "TL008",
+            &object,
+            &field,
+            message,
+            "fix the object; the webhook skips it (and refuses pods that request it by name)"
+                .into(),
+        ));
+    }
+    let spec = doc.get("spec").cloned().unwrap_or(Value::Null);
+    let list = |k: &str| {
+        spec.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut inits = list("initContainers");
+    inits.extend(list("containers").into_iter().map(|mut c| {
+        if let Some(o) = c.as_object_mut() {
+            o.insert("restartPolicy".into(), Value::from("Always"));
+        }
+        c
+    }));
+    let n_init = list("initContainers").len();
+    let pod_spec = serde_json::json!({"initContainers": inits, "containers": []});
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("Sidecar");
+    let first = out.len();
+    lint_pod(
+        &object,
+        kind,
+        &Path::root().join(["spec"]),
+        &pod_spec,
+        opts,
+        out,
+    );
+    // Point at the object's own fields: its containers were linted as init containers.
+    for f in &mut out[first..] {
+        if let Some(rest) = f.field.strip_prefix("spec.initContainers[")
+            && let Some((i, tail)) = rest.split_once(']')
+            && let Ok(i) = i.parse::<usize>()
+            && i >= n_init
+        {
+            f.field = format!("spec.containers[{}]{tail}", i - n_init);
+        }
+    }
+}
+
+#[cfg(test)]
+mod sidecar_object_tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_objects_are_linted() {
+        let doc = serde_json::json!({
+            "apiVersion": "tandem.dev/v1alpha1", "kind": "ClusterSidecar",
+            "metadata": {"name": "proxy"},
+            "spec": {
+                "podSelector": {"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["b"]}]},
+                "initContainers": [{"name": "init", "image": "i:1"}],
+                "containers": [{"name": "proxy", "image": "p:1", "command": ["/p"],
+                                "resources": {"requests": {"memory": "64 MiB"}}}]
+            }
+        });
+        let found = lint_document(&doc, &LintOptions::default());
+        let tl008 = found.iter().find(|f| f.rule == "TL008").expect("TL008");
+        assert_eq!(tl008.field, "spec.podSelector");
+        assert!(tl008.message.contains("Equals"), "{}", tl008.message);
+        let tl006 = found.iter().find(|f| f.rule == "TL006").expect("TL006");
+        assert!(
+            tl006.field.starts_with("spec.containers[0]"),
+            "{}",
+            tl006.field
+        );
+        assert!(found.iter().all(|f| f.rule != "TL000"), "{found:?}");
+    }
 }
 
 fn finding(id: &str, object: &str, field: &str, message: String, fix: String) -> Finding {
@@ -470,6 +578,35 @@ pub fn lint_pod(
                          first), unless they must run before it",
                         container_name(c)
                     ),
+                ));
+            }
+        }
+    }
+
+    // TL007: containers checked strictly, as tandem checks configured sidecars.
+    for (list, items) in [("initContainers", &inits), ("containers", &containers)] {
+        for (i, c) in items.iter().enumerate() {
+            let Err(errs) = tandem_core::validate::validate_container(c) else {
+                continue;
+            };
+            for e in errs.iter().filter(|e| {
+                // Quantities are TL006's; restartPolicy is TL003's (init containers) and
+                // has newer meanings on regular containers.
+                !(e.field.starts_with("resources.") || e.field == "restartPolicy")
+            }) {
+                let at = if e.field.is_empty() {
+                    field(list, i)
+                } else {
+                    format!("{}.{}", field(list, i), e.field)
+                };
+                out.push(finding(
+                    "TL007",
+                    object,
+                    &at,
+                    format!("container {:?}: {e}", container_name(c)),
+                    "fix the field as the message says (kubectl's strict field validation and \
+                     the API server refuse it)"
+                        .into(),
                 ));
             }
         }
@@ -716,6 +853,53 @@ mod tests {
         let f = lint_document(&list, &LintOptions::default());
         assert_eq!(ids(&f), ["TL001"]);
         assert_eq!(f[0].field, "items[0].spec.template.spec.containers[1]");
+    }
+
+    #[test]
+    fn invalid_containers_are_named_by_field() {
+        let doc = json!({"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": {"spec": {
+            "initContainers": [{"name": "proxy", "image": "envoy", "restartPolicy": "Always",
+                                "imagePullPolcy": "Always"}],
+            "containers": [{"name": "app", "image": "x", "resorces": {"limits": {"cpu": "1"}},
+                            "ports": [{"containerPort": 80, "protocol": "tcp"}],
+                            "resources": {"limits": {"cpu": "lots"}}}]}}}});
+        let f = lint_document(&doc, &LintOptions::default());
+        let fields: Vec<(&str, &str)> = f.iter().map(|f| (f.rule, f.field.as_str())).collect();
+        assert!(
+            fields.contains(&(
+                "TL007",
+                "spec.template.spec.initContainers[0].imagePullPolcy"
+            )),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&("TL007", "spec.template.spec.containers[0].resorces")),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&(
+                "TL007",
+                "spec.template.spec.containers[0].ports[0].protocol"
+            )),
+            "{fields:?}"
+        );
+        // The bad quantity is TL006's, reported once.
+        assert_eq!(
+            f.iter().filter(|f| f.message.contains("lots")).count(),
+            1,
+            "{f:?}"
+        );
+        assert!(f.iter().any(|f| f.rule == "TL006"), "{fields:?}");
+        let typo = f
+            .iter()
+            .find(|f| f.field.ends_with("imagePullPolcy"))
+            .unwrap();
+        assert!(
+            typo.message.contains("did you mean imagePullPolicy"),
+            "{}",
+            typo.message
+        );
+        assert_eq!(typo.severity, Severity::Error);
     }
 
     #[test]

@@ -15,10 +15,14 @@ use crate::text;
 /// Flags of `tandem lint`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LintArgs {
-    /// Manifest file or folder to read (`-` for stdin); may be repeated. Folders are
-    /// read recursively (*.yaml, *.yml, *.json).
+    /// Manifest file or folder to read (`-` for stdin); may be repeated. Folders give
+    /// their *.yaml, *.yml and *.json files.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub files: Vec<PathBuf>,
+    /// Also read the subfolders of folders given with -f (as `tandem inject -R` and
+    /// `kubectl -R`).
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
     /// A kubelet version the pods may run on (e.g. v1.28.3); may be repeated. Native
     /// sidecars that such a kubelet rejects or leaves hanging are errors.
     #[arg(long = "kubelet-version", value_name = "VERSION", value_parser = parse_version)]
@@ -82,8 +86,9 @@ pub struct InputError {
     pub source: std::io::Error,
 }
 
-/// The manifests to read: every file named, folders expanded (sorted, recursive).
-fn expand(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
+/// The manifests to read: every file named, folders expanded (sorted; their subfolders
+/// too with `recursive`, as `-R` means for `tandem inject` and kubectl).
+fn expand(path: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
     let err = |source| InputError {
         path: path.display().to_string(),
         source,
@@ -99,7 +104,9 @@ fn expand(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
     entries.sort();
     for e in entries {
         if e.is_dir() {
-            expand(&e, out)?;
+            if recursive {
+                expand(&e, true, out)?;
+            }
         } else if e
             .extension()
             .and_then(|x| x.to_str())
@@ -124,7 +131,7 @@ pub fn run_with(
     };
     let mut paths = Vec::new();
     for p in &args.files {
-        if let Err(e) = expand(p, &mut paths) {
+        if let Err(e) = expand(p, args.recursive, &mut paths) {
             let _ = writeln!(err, "tandem lint: {e}");
             return 2;
         }
@@ -157,7 +164,10 @@ pub fn run_with(
                 severity: Severity::Error,
                 object: name.clone(),
                 field: "(document)".into(),
-                message: format!("not valid YAML: {}", e.message),
+                message: format!(
+                    "not valid YAML: {}",
+                    manifest::name_source(&e.message, &name)
+                ),
                 fix: "fix the syntax".into(),
                 source: Some(match e.line {
                     Some(l) => format!("{name}:{l}"),
@@ -210,9 +220,14 @@ pub fn run_with(
         }
         OutputFormat::Text => out.write_all(render_text(&findings, &summary).as_bytes()),
     };
-    if let Err(e) = written {
-        let _ = writeln!(err, "tandem lint: writing the report: {e}");
-        return 2;
+    match written {
+        // `tandem lint | head`: the reader is gone; end quietly.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            let _ = writeln!(err, "tandem lint: writing the report: {e}");
+            return 2;
+        }
+        Ok(()) => {}
     }
     code
 }
@@ -266,6 +281,7 @@ mod tests {
     fn args(files: &[&str], output: OutputFormat) -> LintArgs {
         LintArgs {
             files: files.iter().map(PathBuf::from).collect(),
+            recursive: true,
             kubelet_versions: vec![KubeVersion::parse("v1.27.3").unwrap()],
             output,
             fail_on: FailOn::Error,
@@ -326,7 +342,51 @@ mod tests {
                 .ends_with("job.yml:1")
         );
         assert_eq!(v["exitCode"], 1);
+        // Without -R, as for `tandem inject` and kubectl, subfolders are not read.
+        let mut flat = args(&[dir.to_str().unwrap()], OutputFormat::Json);
+        flat.recursive = false;
+        let (code, out, _) = run_on(&flat, "");
+        assert_eq!(code, 0, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["summary"]["documents"], 2);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn yaml_errors_keep_their_snippet_and_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("tandem-lint-snip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("bad.yaml");
+        std::fs::write(&f, "a: [\n").unwrap();
+        let (code, out, _) = run_on(&args(&[f.to_str().unwrap()], OutputFormat::Text), "");
+        assert_eq!(code, 1);
+        assert!(out.contains(&format!("--> {}:1:4", f.display())), "{out}");
+        assert!(out.lines().any(|l| l.trim() == "1 | a: ["), "{out}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A writer whose reader went away (`tandem lint | head`).
+    struct ClosedPipe;
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_stdout_ends_quietly() {
+        let mut err = Vec::new();
+        let code = run_with(
+            &args(&["-"], OutputFormat::Text),
+            &mut JOB.as_bytes(),
+            &mut ClosedPipe,
+            &mut err,
+        );
+        assert_eq!(code, 1, "the findings' exit code, not 2");
+        assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
     }
 
     #[test]

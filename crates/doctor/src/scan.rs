@@ -110,7 +110,7 @@ pub async fn scan_nodes(
                     access: Access::new("list", "nodes"),
                     message: e.to_string(),
                 })?;
-                f.labels = node.metadata.labels.clone().unwrap_or_default();
+                f.labels = node.metadata.labels.clone().unwrap_or_default().into();
                 f
             }
         };
@@ -146,6 +146,44 @@ pub async fn scan_nodes(
     }
     progress.finish();
     Ok(out)
+}
+
+/// The namespaces the webhook check probes: `first` (`-n`), then every namespace labelled
+/// `tandem.dev/inject: enabled` that is not being deleted, in name order. The second value notes why the opted-in
+/// namespaces could not be listed, if they could not (only `first` is probed then).
+pub async fn probe_namespaces(client: &Client, first: &str) -> (Vec<String>, Option<String>) {
+    use k8s_openapi::api::core::v1::Namespace;
+    use tandem_core::names::INJECT_LABEL;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut out = vec![first.to_string()];
+    match tandem_kube::cluster::list_all(
+        &api,
+        Access::new("list", "namespaces"),
+        ListParams::default().labels(&format!("{INJECT_LABEL}=enabled")),
+    )
+    .await
+    {
+        Ok(list) => {
+            // A namespace being deleted refuses every create, the probe's too.
+            let mut names: Vec<String> = list
+                .into_iter()
+                .filter(|n| {
+                    n.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating")
+                })
+                .filter_map(|n| n.metadata.name)
+                .filter(|n| n != first)
+                .collect();
+            names.sort();
+            out.extend(names);
+            (out, None)
+        }
+        Err(e) => (
+            out,
+            Some(format!(
+                "namespaces opted in with {INJECT_LABEL}=enabled not listed ({e}): probed {first} only"
+            )),
+        ),
+    }
 }
 
 /// The metric reading of an observation, when it was read.

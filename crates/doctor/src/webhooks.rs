@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
+use tandem_core::names::INJECT_LABEL;
 use tandem_kube::KubeError;
 
 use crate::report::{Check, Item, Status};
@@ -110,6 +111,20 @@ pub struct Seen {
     pub certain: bool,
     /// Why it may or does match, plus its failure policy and side effects.
     pub detail: String,
+    /// tandem's own webhook: never a suspect, since the probe opts out of tandem.
+    pub tandem: bool,
+}
+
+/// Whether a webhook is tandem's own: its configuration is labelled
+/// `app.kubernetes.io/part-of: tandem` (what `tandem install` and the chart render), or
+/// its name ends in `inject.tandem.dev`.
+pub fn is_tandem(cfg: &MutatingWebhookConfiguration, w: &MutatingWebhook) -> bool {
+    cfg.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/part-of"))
+        .is_some_and(|v| v == "tandem")
+        || w.name.ends_with("inject.tandem.dev")
 }
 
 /// The webhooks (of all configurations) that see the probe.
@@ -129,16 +144,19 @@ pub fn webhooks_seeing(
                 w.side_effects,
                 w.reinvocation_policy.as_deref().unwrap_or("Never"),
             );
+            let tandem = is_tandem(cfg, w);
             match m {
                 Match::Yes => out.push(Seen {
                     name: format!("{cfg_name}/{}", w.name),
                     certain: true,
                     detail: facts,
+                    tandem,
                 }),
                 Match::Maybe(why) => out.push(Seen {
                     name: format!("{cfg_name}/{}", w.name),
                     certain: false,
                     detail: format!("{why}; {facts}"),
+                    tandem,
                 }),
                 Match::No(_) => {}
             }
@@ -147,8 +165,13 @@ pub fn webhooks_seeing(
     out
 }
 
-/// The probe pod: a pause container and one native sidecar, labelled like a workload.
+/// The probe pod: a pause container and one native sidecar of its own, labelled like a
+/// workload. It opts out of tandem (`tandem.dev/inject: disabled`, which wins over any
+/// `--probe-label`), so that tandem never injects into it, and whatever changes its
+/// sidecar is another webhook.
 pub fn probe_pod(namespace: &str, labels: &BTreeMap<String, String>, image: &str) -> Value {
+    let mut labels = labels.clone();
+    labels.insert(INJECT_LABEL.to_string(), "disabled".to_string());
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -219,19 +242,44 @@ pub fn verdict(
             n
         )),
     }
-    let suspects = |c: &mut Check, status: Status| {
+    let others: Vec<&Seen> = seen.iter().filter(|s| !s.tandem).collect();
+    // `lost`: what the probe's sidecar lost, as the suspects' detail says it.
+    let suspects = |c: &mut Check, status: Status, lost: &str| {
         for s in seen {
+            if s.tandem {
+                c.items.push(Item::new(
+                    Status::Pass,
+                    format!("webhook {}", s.name),
+                    format!("tandem's own webhook: not a suspect (the probe opts out of tandem with {INJECT_LABEL}=disabled); {}", s.detail),
+                ));
+                continue;
+            }
             let what = if s.certain {
                 "suspect"
             } else {
                 "possible suspect"
             };
+            let who = if others.len() == 1 {
+                lost.to_string()
+            } else {
+                format!(
+                    "{lost} (it or one of the other {} webhooks that see the probe)",
+                    others.len() - 1
+                )
+            };
             c.items.push(Item::new(
                 status,
                 format!("webhook {}", s.name),
-                format!("{what}: {}", s.detail),
+                format!("{what}: {who}; {}", s.detail),
             ));
         }
+    };
+    let names_of_others = || {
+        others
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     match probe {
         Err(e) => {
@@ -239,7 +287,13 @@ pub fn verdict(
             if msg.contains("restartPolicy") && msg.contains("init container") {
                 c.status = Status::Fail;
                 c.summary = format!("the probe pod was rejected after mutation: {msg}");
-                suspects(&mut c, Status::Fail);
+                suspects(
+                    &mut c,
+                    Status::Fail,
+                    &format!(
+                        "dropped restartPolicy: Always from init container {PROBE_SIDECAR:?} (the create was then rejected)"
+                    ),
+                );
             } else if let Some(access) = e.forbidden() {
                 c.status = Status::Error;
                 c.summary =
@@ -263,7 +317,7 @@ pub fn verdict(
                     Status::Error
                 };
                 c.summary = format!("the dry-run create of the probe pod failed: {msg}");
-                suspects(&mut c, Status::Warn);
+                suspects(&mut c, Status::Warn, "the create failed");
             }
         }
         Ok(result) => {
@@ -315,27 +369,153 @@ pub fn verdict(
                         ));
                     }
                 }
-                (_, None) => {
+                (outcome, None) => {
+                    let lost = match outcome {
+                        ProbeOutcome::Removed => {
+                            format!("removed init container {PROBE_SIDECAR:?}")
+                        }
+                        _ => format!(
+                            "dropped restartPolicy: Always from init container {PROBE_SIDECAR:?}"
+                        ),
+                    };
                     c.status = Status::Fail;
-                    c.summary = if seen.is_empty() {
-                        "restartPolicy: Always is gone after mutation, but no webhook's rules match: check webhooks with matchConditions or reinvocation".into()
+                    c.summary = if others.is_empty() {
+                        "restartPolicy: Always is gone after mutation, but no webhook other than tandem's sees the probe: check webhooks with matchConditions or reinvocation".into()
                     } else {
                         format!(
                             "restartPolicy: Always is gone after mutation: {} rewrote the pod, probably decoding it with a pre-1.28 schema",
-                            seen.iter()
-                                .map(|s| s.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            names_of_others()
                         )
                     };
                     c.hint = Some("ask the webhook's authors to patch pods (JSON Patch of what they add) instead of replacing them, or to rebuild with a 1.28+ client library; exclude tandem's namespaces or pods from it meanwhile".into());
-                    suspects(&mut c, Status::Fail);
+                    suspects(&mut c, Status::Fail, &lost);
                 }
             }
         }
     }
     if c.status == Status::Pass && c.permission.is_some() {
         c.status = Status::Warn;
+    }
+    c
+}
+
+fn rank(s: Status) -> u8 {
+    match s {
+        Status::Skip => 0,
+        Status::Pass => 1,
+        Status::Warn => 2,
+        Status::Fail => 3,
+        Status::Error => 4,
+    }
+}
+
+/// Merges check 4's verdicts for several namespaces (the `-n` namespace and every
+/// namespace that opts in) into one check: the worst status, a summary per namespace
+/// that isn't clean, and one item per webhook that says in which namespaces it was seen.
+pub fn combine(per_ns: Vec<(String, Check)>) -> Check {
+    let mut per_ns = per_ns;
+    if per_ns.len() == 1 {
+        return per_ns.remove(0).1;
+    }
+    let mut c = Check::new("webhooks", TITLE, Status::Skip, String::new());
+    let Some(worst) = per_ns
+        .iter()
+        .map(|(_, c)| c.status)
+        .max_by_key(|s| rank(*s))
+    else {
+        c.summary = "no namespace to probe".into();
+        return c;
+    };
+    c.status = worst;
+    let names: Vec<&str> = per_ns.iter().map(|(n, _)| n.as_str()).collect();
+    let bad: Vec<&(String, Check)> = per_ns
+        .iter()
+        .filter(|(_, c)| rank(c.status) > rank(Status::Pass))
+        .collect();
+    c.summary = if bad.is_empty() {
+        format!(
+            "{} (probed in {} namespaces: {})",
+            per_ns[0].1.summary,
+            names.len(),
+            names.join(", ")
+        )
+    } else {
+        bad.iter()
+            .map(|(n, c)| format!("namespace {n}: {}", c.summary))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    // Evidence in full where something is wrong (or everywhere, when nothing is); one
+    // line for the namespaces where the probe came through clean.
+    let clean: Vec<&str> = per_ns
+        .iter()
+        .filter(|(_, c)| c.status == Status::Pass)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    for (_, one) in per_ns
+        .iter()
+        .filter(|(_, c)| bad.is_empty() || c.status != Status::Pass)
+    {
+        for e in &one.evidence {
+            if !c.evidence.contains(e) {
+                c.evidence.push(e.clone());
+            }
+        }
+    }
+    if !bad.is_empty() && !clean.is_empty() {
+        c.evidence.push(format!(
+            "restartPolicy: Always kept in namespaces {}",
+            clean.join(", ")
+        ));
+    }
+    c.hint = bad
+        .iter()
+        .find_map(|(_, c)| c.hint.clone())
+        .or_else(|| per_ns.iter().find_map(|(_, c)| c.hint.clone()));
+    c.permission = per_ns.iter().find_map(|(_, c)| c.permission.clone());
+    // One item per subject: the worst occurrence, with the namespaces where it is so.
+    let mut subjects: Vec<String> = Vec::new();
+    for (_, one) in &per_ns {
+        for i in &one.items {
+            if !subjects.contains(&i.subject) {
+                subjects.push(i.subject.clone());
+            }
+        }
+    }
+    for subject in subjects {
+        let occurrences: Vec<(&str, &Item)> = per_ns
+            .iter()
+            .flat_map(|(n, c)| {
+                c.items
+                    .iter()
+                    .filter(|i| i.subject == subject)
+                    .map(move |i| (n.as_str(), i))
+            })
+            .collect();
+        let Some((_, worst_item)) = occurrences
+            .iter()
+            .max_by_key(|(_, i)| rank(i.status))
+            .copied()
+        else {
+            continue;
+        };
+        let at: Vec<&str> = occurrences
+            .iter()
+            .filter(|(_, i)| i.status == worst_item.status)
+            .map(|(n, _)| *n)
+            .collect();
+        let mut item = worst_item.clone();
+        item.detail = format!(
+            "{} ({} {})",
+            item.detail,
+            if at.len() == 1 {
+                "namespace"
+            } else {
+                "namespaces"
+            },
+            at.join(", ")
+        );
+        c.items.push(item);
     }
     c
 }
@@ -448,6 +628,7 @@ mod tests {
             name: "legacy-injector/inject.example.com".into(),
             certain: true,
             detail: "failurePolicy Fail".into(),
+            tandem: false,
         }]
     }
 
@@ -488,6 +669,106 @@ mod tests {
         let mut removed = probe;
         removed["spec"]["initContainers"] = json!([]);
         assert_eq!(probe_outcome(&removed), ProbeOutcome::Removed);
+    }
+
+    #[test]
+    fn tandem_is_not_a_suspect_and_each_suspect_says_what_it_dropped() {
+        let ns = "shop";
+        let mut tandem_cfg = config("tandem", webhook(pods_rule()));
+        tandem_cfg.metadata.labels = Some(labels(&[("app.kubernetes.io/part-of", "tandem")]));
+        let strip_cfg = config("legacy-injector", webhook(pods_rule()));
+        let probe_labels = labels(&[("app", "x")]);
+        let seen = webhooks_seeing(&[tandem_cfg, strip_cfg], None, &probe_labels);
+        assert_eq!(seen.len(), 2);
+        assert!(seen[0].tandem && !seen[1].tandem);
+        let probe = probe_pod(ns, &probe_labels, "pause");
+        assert_eq!(probe["metadata"]["labels"]["tandem.dev/inject"], "disabled");
+        let mut stripped = probe.clone();
+        stripped["spec"]["initContainers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("restartPolicy");
+        let c = verdict(ns, &Ok(2), &seen, &Ok(stripped), None);
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.summary
+                .contains(": legacy-injector/w.example.com rewrote the pod"),
+            "{}",
+            c.summary
+        );
+        assert!(!c.summary.contains("tandem/"), "{}", c.summary);
+        assert_eq!(c.items[0].status, Status::Pass);
+        assert!(
+            c.items[0]
+                .detail
+                .starts_with("tandem's own webhook: not a suspect")
+        );
+        assert_eq!(c.items[1].status, Status::Fail);
+        assert!(
+            c.items[1].detail.starts_with(
+                "suspect: dropped restartPolicy: Always from init container \"tandem-probe-sidecar\"; "
+            ),
+            "{}",
+            c.items[1].detail
+        );
+        // By name alone, too.
+        let named = config(
+            "whatever",
+            json!({"name": "namespace.inject.tandem.dev", "admissionReviewVersions": ["v1"],
+                   "sideEffects": "None", "clientConfig": {"url": "https://127.0.0.1:1/m"},
+                   "rules": pods_rule()}),
+        );
+        assert!(webhooks_seeing(&[named], None, &probe_labels)[0].tandem);
+    }
+
+    #[test]
+    fn namespaces_are_combined() {
+        let ns_a = verdict(
+            "a",
+            &Ok(1),
+            &seen_one(),
+            &Ok(probe_pod("a", &BTreeMap::new(), "p")),
+            None,
+        );
+        let mut stripped = probe_pod("b", &BTreeMap::new(), "p");
+        stripped["spec"]["initContainers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("restartPolicy");
+        let ns_b = verdict("b", &Ok(1), &seen_one(), &Ok(stripped), None);
+        let one = combine(vec![("a".into(), ns_a.clone())]);
+        assert_eq!(one, ns_a);
+        let c = combine(vec![("a".into(), ns_a.clone()), ("b".into(), ns_b)]);
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.summary
+                .starts_with("namespace b: restartPolicy: Always is gone"),
+            "{}",
+            c.summary
+        );
+        assert_eq!(c.items.len(), 1);
+        assert!(c.items[0].detail.starts_with("suspect"));
+        assert!(
+            c.items[0].detail.ends_with("(namespace b)"),
+            "{}",
+            c.items[0].detail
+        );
+        assert!(c.evidence.iter().any(|e| e.contains("in namespace b")));
+        assert!(!c.evidence.iter().any(|e| e.contains("in namespace a")));
+        assert!(
+            c.evidence
+                .contains(&"restartPolicy: Always kept in namespaces a".to_string()),
+            "{:?}",
+            c.evidence
+        );
+        let c = combine(vec![("a".into(), ns_a.clone()), ("c".into(), ns_a)]);
+        assert_eq!(c.status, Status::Pass);
+        assert!(
+            c.summary.ends_with("(probed in 2 namespaces: a, c)"),
+            "{}",
+            c.summary
+        );
+        assert!(c.items[0].detail.ends_with("(namespaces a, c)"));
     }
 
     #[test]

@@ -95,7 +95,13 @@ async fn doctor_all_pass_on_a_healthy_cluster() {
     delete_nodes(&cluster, &nodes).await;
     ns.delete().await.ok();
     for c in &r.checks {
-        assert_eq!(c.status, Status::Pass, "{}: {}", c.id, c.summary);
+        // tandem itself is not installed on the test control plane: its category skips.
+        let want = if c.id == "tandem" {
+            Status::Skip
+        } else {
+            Status::Pass
+        };
+        assert_eq!(c.status, want, "{}: {}", c.id, c.summary);
     }
     assert_eq!(r.exit_code, 0);
     assert_eq!(check(&r, "nodes").summary, "2 nodes: 2 run native sidecars");

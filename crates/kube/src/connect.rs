@@ -19,9 +19,11 @@ pub struct ClusterArgs {
     /// The kubeconfig context to use (default: the current context).
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
-    /// Give up on any single API request after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub request_timeout: u64,
+    /// Give up on any single API request after this long, in kubectl's form (`30s`,
+    /// `1m`; a bare number is seconds; `0` means no timeout).
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = tandem_core::config::duration_text::parse_flag)]
+    pub request_timeout: Duration,
 }
 
 /// Builds a client from the flags, as kubectl would pick the cluster.
@@ -60,9 +62,9 @@ pub async fn connect(args: &ClusterArgs) -> Result<Client, KubeError> {
             ))
         })?,
     };
-    if args.request_timeout > 0 {
-        config.read_timeout = Some(Duration::from_secs(args.request_timeout));
-        config.connect_timeout = Some(Duration::from_secs(args.request_timeout.min(10)));
+    if !args.request_timeout.is_zero() {
+        config.read_timeout = Some(args.request_timeout);
+        config.connect_timeout = Some(args.request_timeout.min(Duration::from_secs(10)));
     }
     Client::try_from(config).map_err(|e| KubeError::NoCluster(error_chain(&e)))
 }

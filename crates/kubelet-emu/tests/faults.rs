@@ -419,3 +419,128 @@ fn reaps_orphans_as_pid_1() {
     // unshare passes on the shim's exit: CMD's SIGTERM death, 128+15.
     assert_eq!(st.code(), Some(143));
 }
+
+/// Runs a shim command with a deadline: `None` if it was still running then (killed).
+fn out_within(mut c: Command, limit: Duration) -> Option<Output> {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let end = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return Some(child.wait_with_output().expect("output"));
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn mkfifo(p: &Path) {
+    let st = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", p.display());
+}
+
+#[test]
+fn a_fifo_at_the_state_file_or_dir_hangs_nothing() {
+    // issue 15: a FIFO at DIR/state hung `probe` and `native`, the latter while holding
+    // the lock, so the other copy blocked too.
+    let dir = scratch("fault-fifo");
+    mkfifo(&dir.join("state"));
+    let limit = Duration::from_secs(5);
+    let o = out_within(shim_cmd(&dir, &["probe"]), limit).expect("probe hung on a FIFO");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("FIFO"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    for role in ["native", "legacy"] {
+        let marker = dir.with_extension(format!("{role}-fifo-ran"));
+        let o = out_within(
+            shim_cmd(&dir, &[role, "--", "touch", marker.to_str().expect("utf8")]),
+            limit,
+        )
+        .unwrap_or_else(|| panic!("{role} hung on a FIFO"));
+        assert_eq!(o.status.code(), Some(3), "{role}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("is a FIFO, not a regular file"),
+            "{role}: {}",
+            stderr(&o)
+        );
+        assert!(!marker.exists(), "{role} acted on a FIFO");
+    }
+    let o = out_within(shim_cmd(&dir, &["status"]), limit).expect("status hung on a FIFO");
+    assert_eq!(o.status.code(), Some(3));
+    let o = out_within(shim_cmd(&dir, &["wait", "--timeout", "200ms"]), limit)
+        .expect("wait hung on a FIFO");
+    assert_ne!(o.status.code(), Some(0));
+
+    // A FIFO where the state directory should be.
+    let parent = scratch("fault-fifo-dir");
+    let fifo_dir = parent.join("tandem");
+    mkfifo(&fifo_dir);
+    for args in [
+        &["native", "--", "true"][..],
+        &["legacy", "--", "true"],
+        &["probe"],
+    ] {
+        let o = out_within(shim_cmd(&fifo_dir, args), limit)
+            .unwrap_or_else(|| panic!("{args:?} hung on a FIFO state directory"));
+        assert_ne!(o.status.code(), Some(0), "{args:?}");
+    }
+}
+
+#[test]
+fn the_native_first_run_exits_right_after_its_rename() {
+    // issue 15, the old-kubelet window: a native copy killed after `first-run` is in
+    // place but before it exits is retried by an old kubelet and acts as an endless init
+    // container. The window is every system call between the rename and exit_group
+    // (the directory fsync took milliseconds on disk): there must be none.
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: strace is not installed (apt-get install strace)");
+        return;
+    }
+    for dir in [scratch("fault-exit-disk"), {
+        let p = Path::new("/dev/shm").join(format!("tandem-exit-{}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("mkdir");
+        p
+    }] {
+        let trace = dir.with_extension("trace");
+        let mut c = Command::new("strace");
+        c.args(["-qq", "-o"])
+            .arg(&trace)
+            .arg(shim())
+            .args(["native", "--", "true"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("TANDEM_STATE_DIR", &dir)
+            .env("TANDEM_SANDBOX_ID", "sb-1")
+            .stdin(Stdio::null());
+        let o = out(c);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(state(&dir).is_some_and(|s| s.contains("first-run")));
+        // Only medium: Memory is supported; a disk-backed state directory is warned about.
+        assert_eq!(
+            stderr(&o).contains("is not a tmpfs"),
+            !dir.starts_with("/dev/shm"),
+            "{}",
+            stderr(&o)
+        );
+        let text = std::fs::read_to_string(&trace).expect("trace");
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .rposition(|l| l.starts_with("rename") && l.contains("/state\""))
+            .unwrap_or_else(|| panic!("no rename of the state file in:\n{text}"));
+        assert!(
+            lines[at + 1].starts_with("exit_group(0)"),
+            "system calls between the first-run rename and the exit:\n{}",
+            lines[at..].join("\n")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&trace);
+    }
+}

@@ -14,6 +14,7 @@ mod supervise;
 mod sys;
 
 use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -288,6 +289,14 @@ fn run_role(role: Role, o: &Opts) -> i32 {
     let who = role_name(role);
     let sd = StateDir::new(&o.state_dir);
     let sandbox = state::sandbox_id();
+    if role == Role::Native && sys::on_tmpfs(sd.path()) == Some(false) {
+        log(&format!(
+            "{who}: warning: state directory {} is not a tmpfs; the supported layout is an \
+             emptyDir with medium: Memory (on disk the first run's write takes milliseconds, \
+             and a kill during it on a kubelet older than 1.28 can leave the pod in Init)",
+            sd.path().display()
+        ));
+    }
     let deadline = Instant::now() + o.settle;
     let mut waited = false;
     let action = loop {
@@ -339,6 +348,19 @@ fn run_role(role: Role, o: &Opts) -> i32 {
                     // A restart in the same sandbox: the state already says so; no fsync.
                     log(&format!("{who}: state {phase} (unchanged)"));
                     break action;
+                }
+                if let Action::Transition(state::Phase::FirstRun, Then::Exit) = &action {
+                    // Log first: after the rename the process exits at once (see
+                    // `write_and_exit`), leaving no time for anything else.
+                    log(&format!(
+                        "{who}: state {} -> {phase}; exiting 0 (a kubelet with native sidecars restarts this container at once)",
+                        short(&found)
+                    ));
+                    let e = lock.write_and_exit(&rec, 0);
+                    log(&format!(
+                        "{who}: cannot record state {phase}: {e}; not acting"
+                    ));
+                    return EXIT_STATE;
                 }
                 if let Err(e) = lock.write(&rec) {
                     log(&format!(
@@ -541,7 +563,16 @@ fn probe(o: &Opts) -> i32 {
 fn wait(o: &Opts) -> i32 {
     let code = wait_inner(o);
     let sd = StateDir::new(&o.state_dir);
-    let _ = std::fs::write(sd.waited_marker(&state::sandbox_id()), format!("{code}\n"));
+    // Non-blocking and no symlinks: a FIFO planted at the marker must not hang the hook.
+    let marker = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(sd.waited_marker(&state::sandbox_id()));
+    if let Ok(mut f) = marker {
+        let _ = std::io::Write::write_all(&mut f, format!("{code}\n").as_bytes());
+    }
     code
 }
 

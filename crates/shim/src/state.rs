@@ -160,14 +160,20 @@ impl StateDir {
         self.path.join(format!(".waited.{safe}"))
     }
 
-    /// Takes the exclusive lock (blocking) on the directory itself.
+    /// Takes the exclusive lock (blocking) on the directory itself. The directory is
+    /// opened non-blocking and must be one (`O_DIRECTORY`): a FIFO there would otherwise
+    /// block the open forever.
     pub fn lock(&self) -> io::Result<Locked<'_>> {
-        let f = File::open(&self.path).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot open state directory {}: {e}", self.path.display()),
-            )
-        })?;
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&self.path)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open state directory {}: {e}", self.path.display()),
+                )
+            })?;
         f.lock().map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -180,10 +186,17 @@ impl StateDir {
         })
     }
 
-    /// Reads the state without the lock (atomic thanks to rename).
+    /// Reads the state without the lock (atomic thanks to rename). The file is opened
+    /// non-blocking and must be a regular file: a FIFO, socket or device at `DIR/state`
+    /// is reported as unknown state instead of hanging the reader (and, under the lock,
+    /// the other copy).
     pub fn read(&self) -> Observed {
         let path = self.file();
-        let f = match File::open(&path) {
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path);
+        let f = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Distinguish "no file yet" from "no directory at all".
@@ -200,6 +213,17 @@ impl StateDir {
             }
             Err(e) => return Observed::Unknown(format!("cannot open {}: {e}", path.display())),
         };
+        match f.metadata() {
+            Ok(m) if m.file_type().is_file() => {}
+            Ok(m) => {
+                return Observed::Unknown(format!(
+                    "{} is {}, not a regular file",
+                    path.display(),
+                    file_kind(&m.file_type())
+                ));
+            }
+            Err(e) => return Observed::Unknown(format!("cannot stat {}: {e}", path.display())),
+        }
         let mut buf = Vec::with_capacity(96);
         // Bound the read: a valid record is short.
         if let Err(e) = f.take(4096).read_to_end(&mut buf) {
@@ -216,6 +240,26 @@ impl StateDir {
     }
 }
 
+/// `a FIFO`, `a socket`, … for messages about a file that should be a regular one.
+pub fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
 impl Locked<'_> {
     /// Reads the state (under the lock).
     pub fn read(&self) -> Observed {
@@ -224,6 +268,24 @@ impl Locked<'_> {
 
     /// Replaces the state atomically: temp file, fsync, rename, fsync directory.
     pub fn write(&self, rec: &Record) -> io::Result<()> {
+        self.put(rec, None)
+    }
+
+    /// Writes `first-run` and exits with `code` right after the rename: nothing (no
+    /// directory fsync, no log line, no unlock, no destructor) between the moment the
+    /// record is in place and the exit, so that a native copy killed there — on an old
+    /// kubelet it would be retried and act as an endless init container — is as unlikely
+    /// as it can be. The directory fsync is not needed for this record: it only matters
+    /// across a node crash, after which the boot id (part of the sandbox id) differs and
+    /// a `first-run` of the old boot means "detect again" anyway. Returns only on error.
+    pub fn write_and_exit(&self, rec: &Record, code: i32) -> io::Error {
+        match self.put(rec, Some(code)) {
+            Ok(()) => io::Error::other("exit after write did not happen"),
+            Err(e) => e,
+        }
+    }
+
+    fn put(&self, rec: &Record, exit_after_rename: Option<i32>) -> io::Result<()> {
         let dir = &self.dir.path;
         self.remove_stale_temps();
         let tmp = dir.join(format!("{TMP_PREFIX}{}", std::process::id()));
@@ -232,9 +294,9 @@ impl Locked<'_> {
         };
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)
             .map_err(|e| ctx("create a temp file", e))?;
         f.write_all(rec.encode().as_bytes())
@@ -249,7 +311,11 @@ impl Locked<'_> {
             // between the temp write and the rename.
             crate::sys::stop_self();
         }
-        fs::rename(&tmp, self.dir.file()).map_err(|e| {
+        let renamed = fs::rename(&tmp, self.dir.file());
+        if let (Ok(()), Some(code)) = (&renamed, exit_after_rename) {
+            crate::sys::exit_now(code);
+        }
+        renamed.map_err(|e| {
             let _ = fs::remove_file(&tmp);
             ctx("rename the temp file", e)
         })?;

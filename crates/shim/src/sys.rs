@@ -203,6 +203,29 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     }
 }
 
+/// Ends the process at once with `code`: no destructors, no buffered-output flush, no
+/// further system call. Used right after the `first-run` rename so that a kill can land
+/// between that rename and the exit for as short a time as possible.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust-managed memory.
+    unsafe { libc::_exit(code) }
+}
+
+/// True when `path` is on a tmpfs (an `emptyDir` with `medium: Memory`); `None` if unknown.
+pub fn on_tmpfs(path: &std::path::Path) -> Option<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs writes into the zeroed struct we own; c is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return None;
+    }
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    Some(i64::from(st.f_type) == TMPFS_MAGIC)
+}
+
 /// Stops the calling process (SIGSTOP): used only by the fault-injection hook.
 pub fn stop_self() {
     // SAFETY: raise has no memory effects.

@@ -9,7 +9,12 @@
 //! cargo bench -p tandem-webhook --bench webhook_load -- sweep --addr ... --ca ca.pem --rates 1000,2000,4000
 //! cargo bench -p tandem-webhook --bench webhook_load -- nodes 5000 > nodes.yaml
 //! cargo bench -p tandem-webhook --bench webhook_load -- create-nodes 5000   # uses KUBECONFIG
+//! cargo bench -p tandem-webhook --bench webhook_load -- hostile --addr ... --ca ca.pem --pid PID
 //! ```
+//!
+//! `hostile`: large, dense, slow and idle clients at once (see [`hostile`]), while a probe
+//! opens a new connection for `/healthz` every 50 ms as the kubelet does; reports the
+//! probe's latency and the server's peak resident memory (`VmRSS` of `--pid`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -24,7 +29,8 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  webhook_load run --addr ADDR --ca FILE [--rate N] [--seconds S] [--connections C] [--path P] [--auto-pod]\n  \
          webhook_load sweep --addr ADDR --ca FILE --rates N,N,... [--seconds S] [--connections C]\n  \
-         webhook_load nodes N\n  webhook_load create-nodes N"
+         webhook_load nodes N\n  webhook_load create-nodes N\n  \
+         webhook_load hostile --addr ADDR --ca FILE --pid PID [--seconds S] [--connections C]"
     );
     std::process::exit(2)
 }
@@ -37,6 +43,7 @@ struct Opts {
     seconds: u64,
     connections: usize,
     path: String,
+    pid: u32,
 }
 
 fn parse(args: &[String]) -> Opts {
@@ -48,6 +55,7 @@ fn parse(args: &[String]) -> Opts {
         seconds: 20,
         connections: 32,
         path: "/mutate".into(),
+        pid: 0,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -71,6 +79,7 @@ fn parse(args: &[String]) -> Opts {
             "--seconds" => o.seconds = val().parse().unwrap_or_else(|_| usage()),
             "--connections" => o.connections = val().parse().unwrap_or_else(|_| usage()),
             "--path" => o.path = val(),
+            "--pid" => o.pid = val().parse().unwrap_or_else(|_| usage()),
             "--bench" => {}
             _ => usage(),
         }
@@ -258,6 +267,175 @@ async fn create_nodes(n: usize) {
     );
 }
 
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Hostile and heavy load for `o.seconds`: `o.connections` clients sending 4 MB reviews
+/// (a large annotation) and as many sending dense ones (16,000 env entries: 0.5 MB that
+/// decode to about 10 MB), each on a new connection after an answer; 32 slow clients
+/// announcing 3 MiB and sending 2 KiB every 20 ms; 1,000 idle TLS connections. A probe
+/// on its own thread opens a new connection for `/healthz` every 50 ms.
+fn hostile(o: &Opts) {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use tokio::io::AsyncWriteExt as _;
+
+    let mut big = support::realistic_pod();
+    big["metadata"]["annotations"]["big"] = json!("x".repeat(4_000_000));
+    let big = Arc::new(support::review(big, false));
+    let mut dense = support::realistic_pod();
+    dense["spec"]["containers"][0]["env"] = Value::Array(
+        (0..16_000)
+            .map(|i| json!({"name": format!("V{i}"), "value": "x"}))
+            .collect(),
+    );
+    let dense = Arc::new(support::review(dense, false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let pid = o.pid;
+    let idle_rss = rss_kib(pid);
+
+    let probe = {
+        let (stop, ca, addr) = (stop.clone(), o.ca.clone(), o.addr);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| {
+                    eprintln!("runtime: {e}");
+                    std::process::exit(1)
+                });
+            rt.block_on(async move {
+                let mut lat = Vec::new();
+                let mut failed = 0usize;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                        let mut c = support::connect(addr, &ca).await.ok()?;
+                        support::request(&mut c, "GET", "/healthz", vec![])
+                            .await
+                            .ok()
+                    })
+                    .await;
+                    let ok = matches!(answer, Ok(Some((200, _))));
+                    if ok {
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    } else {
+                        failed += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (lat, failed)
+            })
+        })
+    };
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("runtime: {e}");
+            std::process::exit(1)
+        });
+    let outcomes: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        let mut idle = Vec::new();
+        for _ in 0..1000 {
+            if let Ok(c) = support::tls(o.addr, &o.ca).await {
+                idle.push(c);
+            }
+        }
+        eprintln!("{} idle TLS connections open", idle.len());
+        for i in 0..o.connections * 2 {
+            let body = if i % 2 == 0 { big.clone() } else { dense.clone() };
+            let (stop, ca, addr, outcomes) = (stop.clone(), o.ca.clone(), o.addr, outcomes.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let key = match support::tls(addr, &ca).await {
+                        Err(_) => "connect failed".to_string(),
+                        Ok(mut s) => match support::exchange(&mut s, &body).await {
+                            Ok((status, _)) => status.to_string(),
+                            Err(_) => "closed".into(),
+                        },
+                    };
+                    *outcomes.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default() += 1;
+                }
+            }));
+        }
+        for _ in 0..32 {
+            let (stop, ca, addr) = (stop.clone(), o.ca.clone(), o.addr);
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut s) = support::tls(addr, &ca).await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let head = "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-length: 3145728\r\n\r\n";
+                    if s.write_all(head.as_bytes()).await.is_err() {
+                        continue;
+                    }
+                    while !stop.load(Ordering::Relaxed) {
+                        if s.write_all(&[b' '; 2048]).await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(o.seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.abort();
+        }
+        drop(idle);
+    });
+    let (mut lat, failed) = probe.join().unwrap_or_default();
+    let _ = sampler.join();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "healthz (new connection each, every 50 ms): n={} failed={failed} p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "server RSS: before {:.1} MiB, peak {:.1} MiB, after {:.1} MiB",
+        idle_rss as f64 / 1024.0,
+        peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+        rss_kib(pid) as f64 / 1024.0
+    );
+    println!(
+        "review outcomes: {:?}",
+        outcomes.lock().unwrap_or_else(|p| p.into_inner())
+    );
+}
+
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args()
@@ -323,6 +501,19 @@ fn main() {
                     println!("highest rate with p99 < 5 ms: {best:?}");
                 }
             });
+        }
+        "hostile" => {
+            let mut o = parse(&args[1..]);
+            if o.ca.is_empty() || o.pid == 0 {
+                usage();
+            }
+            if !args.iter().any(|a| a == "--seconds") {
+                o.seconds = 15;
+            }
+            if !args.iter().any(|a| a == "--connections") {
+                o.connections = 32;
+            }
+            hostile(&o);
         }
         _ => usage(),
     }

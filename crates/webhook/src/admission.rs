@@ -17,7 +17,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tandem_core::inject::Injection;
-use tandem_core::names::STATUS_ANNOTATION;
+use tandem_core::names::{INJECT_LABEL, MIRROR_POD_ANNOTATION, STATUS_ANNOTATION};
+use tandem_core::status::InjectionStatus;
+use tandem_core::verify::{self, Action, Finding, StripPolicy};
 use tandem_core::{
     ClusterKnowledge, Config, Injector, Mode, NamespaceOptIn, Placement, PodOutcome,
 };
@@ -62,6 +64,13 @@ pub enum Outcome {
     Skipped,
     /// Injection failed: the request was denied with the error.
     Denied,
+    /// At reinvocation, the pod had lost what tandem injected (another webhook stripped
+    /// it); tandem re-added it (policy `repair`).
+    Repaired(Placement),
+    /// Same, and tandem moved the sidecars to the regular containers (policy `legacy`).
+    FellBack(Placement),
+    /// Same, and tandem denied the create (policy `deny`, or nothing left to repair).
+    StripDenied(Placement),
     /// Not a Pod CREATE (another kind, a subresource, another operation): allowed unchanged.
     Ignored,
     /// The body was not an AdmissionReview: HTTP 400.
@@ -77,16 +86,23 @@ impl Outcome {
             Outcome::Injected(_) => "injected",
             Outcome::Skipped => "skipped",
             Outcome::Denied => "denied",
+            Outcome::Repaired(_) => "repaired",
+            Outcome::FellBack(_) => "fell_back",
+            Outcome::StripDenied(_) => "denied_stripped",
             Outcome::Ignored => "ignored",
             Outcome::Invalid => "invalid",
             Outcome::Adopted => "adopted",
         }
     }
 
-    /// The `mode` metric label: the placement for injected pods, `none` otherwise.
+    /// The `mode` metric label: the placement for injected pods (for stripped ones, the
+    /// placement their status annotation records), `none` otherwise.
     pub fn mode_label(self) -> &'static str {
         match self {
-            Outcome::Injected(p) => p.as_str(),
+            Outcome::Injected(p)
+            | Outcome::Repaired(p)
+            | Outcome::FellBack(p)
+            | Outcome::StripDenied(p) => p.as_str(),
             _ => "none",
         }
     }
@@ -99,7 +115,8 @@ pub struct EventRequest {
     pub regarding: k8s_openapi::api::core::v1::ObjectReference,
     /// `Normal` or `Warning`.
     pub warning: bool,
-    /// `Injected`, `Skipped` or `InjectionFailed`.
+    /// `PatchedAtAdmission`, `Skipped`, `InjectionFailed`, `SidecarRepaired`,
+    /// `SidecarFellBack` or `SidecarStripped`.
     pub reason: &'static str,
     /// The human-readable detail.
     pub note: String,
@@ -207,19 +224,33 @@ struct StatusOut {
     message: String,
 }
 
+/// The sidecar objects admission chooses from, when the webhook watches them.
+#[derive(Debug, Clone, Copy)]
+pub struct Objects<'a> {
+    /// Every known object and the namespaces' labels.
+    pub catalog: &'a tandem_core::catalog::Catalog,
+    /// False until the watch has listed everything once.
+    pub synced: bool,
+}
+
 /// Answers one `/mutate` request body. Never panics on any input (the request path is
 /// fuzzed); a body that is not an AdmissionReview gets HTTP 400.
 pub fn review(body: &[u8], ctx: &Context<'_>) -> Answer {
-    review_as(body, ctx, false)
+    review_with(body, ctx, None)
+}
+
+/// [`review`] with sidecar objects: each pod also gets the objects that select it.
+pub fn review_with(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>) -> Answer {
+    review_as(body, ctx, objects, false)
 }
 
 /// Answers one `/adopt` request body: adopt mode ([`crate::adopt`]) instead of injection;
 /// the same envelope handling.
 pub fn review_adopt(body: &[u8], ctx: &Context<'_>) -> Answer {
-    review_as(body, ctx, true)
+    review_as(body, ctx, None, true)
 }
 
-fn review_as(body: &[u8], ctx: &Context<'_>, adopt: bool) -> Answer {
+fn review_as(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>, adopt: bool) -> Answer {
     let parsed: ReviewIn = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return invalid(format!("not an AdmissionReview: {e}")),
@@ -310,16 +341,40 @@ fn review_as(body: &[u8], ctx: &Context<'_>, adopt: bool) -> Answer {
                 set_patch(&a.patch, ctx.encoding, &mut resp, &mut answer);
             }
         }
+        (true, None, _, Some(obj)) if verifiable(obj) => {
+            verify_answer(&req, obj, ctx, &mut resp, &mut answer);
+        }
         (true, None, _, Some(obj)) => {
             let injector = Injector {
                 config: ctx.config,
                 knowledge: ctx.knowledge,
                 mode_override: ctx.mode_override,
             };
-            match injector.inject_pod(obj, ctx.namespace) {
+            let namespace = req.namespace.as_deref();
+            match injector.inject_pod_with(
+                obj,
+                ctx.namespace,
+                namespace,
+                objects.map(|o| o.catalog),
+            ) {
                 Ok(PodOutcome::Injected(inj)) => {
                     inject_answer(&inj, ctx, &mut resp, &mut answer);
-                    answer.event = event(&req, obj, false, "Injected", answer.detail.clone());
+                    if objects.is_some_and(|o| !o.synced) {
+                        resp.warnings.push(
+                            "tandem: sidecar objects not synced yet; only the configuration's \
+                             sidecars were considered"
+                                .into(),
+                        );
+                    }
+                    // Said as what it is: a decision at admission. Nothing is stored yet,
+                    // and a later webhook or validation may still reject the pod.
+                    let note = format!(
+                        "tandem patched a pod at admission (not stored yet: the rest of the admission chain may still reject it): sidecars {} in mode {}: {}",
+                        inj.sidecars.join(", "),
+                        inj.decision.placement.as_str(),
+                        answer.detail
+                    );
+                    answer.event = event(&req, obj, false, "PatchedAtAdmission", note);
                 }
                 Ok(PodOutcome::Skipped { reason }) => {
                     answer.outcome = Outcome::Skipped;
@@ -403,6 +458,168 @@ fn set_patch(
         }
         PatchEncoding::Array => PatchField::Array(bytes),
     });
+}
+
+/// Whether tandem checks the pod against what it injected: it carries
+/// `tandem.dev/status` (tandem injected it earlier in this admission, or `tandem inject`
+/// did), and it is neither opted out nor a mirror pod.
+fn verifiable(obj: &Value) -> bool {
+    has_annotation(obj, STATUS_ANNOTATION)
+        && !has_annotation(obj, MIRROR_POD_ANNOTATION)
+        && obj
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(INJECT_LABEL))
+            .and_then(Value::as_str)
+            != Some("disabled")
+}
+
+/// The hint every stripped-pod message ends with.
+fn doctor_hint(namespace: &str) -> String {
+    if namespace.is_empty() {
+        "find it with `tandem doctor`".into()
+    } else {
+        format!("find it with `tandem doctor -n {namespace}`")
+    }
+}
+
+/// A pod that carries `tandem.dev/status` (typically tandem's reinvocation, after later
+/// webhooks ran): check that it still holds what tandem injected, and act by policy.
+fn verify_answer(
+    req: &RequestIn,
+    obj: &Value,
+    ctx: &Context<'_>,
+    resp: &mut ResponseOut,
+    answer: &mut Answer,
+) {
+    answer.outcome = Outcome::Skipped;
+    let status = match InjectionStatus::of_pod(obj) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            answer.detail = format!("not verified: {e}");
+            resp.warnings.push(format!("tandem: {e}"));
+            return;
+        }
+        None => {
+            answer.detail = "no status annotation".into();
+            return;
+        }
+    };
+    let findings = verify::check(obj, &status, Some(ctx.config));
+    if findings.is_empty() {
+        answer.detail =
+            format!("already injected ({STATUS_ANNOTATION} is present) and still as injected");
+        return;
+    }
+    let namespace = req
+        .namespace
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .or_else(|| str_at(obj, "/metadata/namespace"))
+        .unwrap_or("");
+    let hint = doctor_hint(namespace);
+    let what = verify::summary(&findings);
+    let mode = status.mode;
+    let policy = verify::policy_of(obj, ctx.config.on_stripped);
+    let action = match policy {
+        Ok(policy) => verify::plan(obj, &status, Some(ctx.config), &findings, policy)
+            .map(|a| (policy, a))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    resp.audit_annotations
+        .insert("stripped", verify::fields(&findings).join(","));
+    match action {
+        Ok((policy, Action::Patch(ops))) => {
+            let (outcome, did, reason) = match policy {
+                StripPolicy::Legacy => (
+                    Outcome::FellBack(mode),
+                    "moved the sidecars to the regular containers (legacy) so that the pod runs",
+                    "SidecarFellBack",
+                ),
+                _ => (
+                    Outcome::Repaired(mode),
+                    "re-added what was removed",
+                    "SidecarRepaired",
+                ),
+            };
+            answer.outcome = outcome;
+            answer.detail = format!("{what}; {did} (on-stripped: {})", policy.as_str());
+            resp.warnings.push(format!(
+                "tandem: another mutating webhook removed {} after tandem injected it; tandem {did} (on-stripped: {})",
+                lost_text(&findings),
+                policy.as_str()
+            ));
+            resp.warnings.push(format!("tandem: {hint}; {what}"));
+            resp.audit_annotations
+                .insert("on-stripped", policy.as_str().to_string());
+            set_patch(&ops, ctx.encoding, resp, answer);
+            let note = format!(
+                "at admission, another mutating webhook had changed a pod after tandem injected it: {what}. tandem {did} (on-stripped: {}); {hint}",
+                policy.as_str()
+            );
+            answer.event = event(req, obj, true, reason, note);
+        }
+        Ok((_, Action::Deny)) | Err(_) => {
+            let why = match &action {
+                Err(e) => format!(" ({e}, so tandem can't act on it otherwise)"),
+                _ => String::new(),
+            };
+            let message = format!(
+                "tandem: denied: another mutating webhook changed this pod after tandem injected it (tandem.dev/status says mode {}): {what}{why}. That webhook probably decodes and re-encodes pods with a pre-1.28 schema; {hint}. To let the pod through, set the annotation {} to repair or legacy on the pod, or onStripped in tandem's configuration",
+                mode.as_str(),
+                verify::ON_STRIPPED_ANNOTATION,
+            );
+            answer.outcome = Outcome::StripDenied(mode);
+            answer.detail = format!("{what}{why}; denied");
+            answer.event = event(req, obj, true, "SidecarStripped", message.clone());
+            resp.allowed = false;
+            resp.status = StatusOut {
+                code: Some(400),
+                status: "Failure",
+                reason: "BadRequest",
+                message,
+            };
+        }
+    }
+}
+
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What was removed, in a few words: `restartPolicy from sidecar "proxy"`, `the node
+/// affinity term tandem.dev/native-sidecars In [true]`, or both.
+fn lost_text(findings: &[Finding]) -> String {
+    let containers: Vec<Finding> = findings
+        .iter()
+        .filter(|f| !f.sidecar.is_empty())
+        .cloned()
+        .collect();
+    let mut parts = Vec::new();
+    if !containers.is_empty() {
+        let names = verify::sidecars(&containers);
+        parts.push(format!(
+            "{} from {} {}",
+            verify::fields(&containers).join(", "),
+            if names.len() == 1 {
+                "sidecar"
+            } else {
+                "sidecars"
+            },
+            quoted(&names)
+        ));
+    }
+    if findings.iter().any(|f| f.sidecar.is_empty()) {
+        parts.push(format!(
+            "the node affinity term {} In [true]",
+            tandem_core::names::NODE_LABEL
+        ));
+    }
+    parts.join(" and ")
 }
 
 fn invalid(message: String) -> Answer {
@@ -594,7 +811,8 @@ mod tests {
         assert_eq!(pod["spec"]["futureSpecField"], true);
         assert_eq!(a.pod, "shop/web-7d9f-*");
         let ev = a.event.unwrap();
-        assert_eq!(ev.reason, "Injected");
+        assert_eq!(ev.reason, "PatchedAtAdmission");
+        assert!(ev.note.contains("not stored yet"), "{}", ev.note);
         assert_eq!(ev.regarding.kind.as_deref(), Some("ReplicaSet"));
         assert_eq!(ev.regarding.name.as_deref(), Some("web-7d9f"));
     }
@@ -763,6 +981,163 @@ mod tests {
         let warnings = v["response"]["warnings"].to_string();
         assert!(warnings.contains("not synced"), "{warnings}");
         assert!(warnings.contains("legacy"), "{warnings}");
+    }
+
+    /// The pod as tandem's first call left it, then stripped like a decode/re-encode
+    /// webhook built against a pre-1.28 schema does.
+    fn injected_then_stripped(config: &Config, mode: Mode) -> (Value, Value) {
+        let k = ClusterKnowledge::default();
+        let mut c = ctx(config, &k);
+        c.mode_override = Some(mode);
+        let (_, v) = run(&review_json(pod(), false), &c);
+        let patch: json_patch::Patch = serde_json::from_value(decode_patch(&v)).unwrap();
+        let mut injected = pod();
+        json_patch::patch(&mut injected, &patch).unwrap();
+        let mut stripped = injected.clone();
+        for ic in stripped["spec"]["initContainers"].as_array_mut().unwrap() {
+            ic.as_object_mut().unwrap().remove("restartPolicy");
+        }
+        (injected, stripped)
+    }
+
+    #[test]
+    fn reinvocation_of_an_intact_pod_is_a_quiet_skip() {
+        let config = Config::builtin();
+        let k = ClusterKnowledge::default();
+        let (injected, _) = injected_then_stripped(&config, Mode::Native);
+        let (a, v) = run(&review_json(injected, false), &ctx(&config, &k));
+        assert_eq!(a.outcome, Outcome::Skipped);
+        assert!(a.event.is_none());
+        assert!(v["response"].get("patch").is_none());
+        assert!(v["response"].get("warnings").is_none(), "{v}");
+    }
+
+    #[test]
+    fn reinvocation_repairs_a_stripped_pod_by_default() {
+        let config = Config::builtin();
+        let k = ClusterKnowledge::default();
+        let (injected, stripped) = injected_then_stripped(&config, Mode::Native);
+        let (a, v) = run(&review_json(stripped.clone(), false), &ctx(&config, &k));
+        assert_eq!(a.outcome, Outcome::Repaired(Placement::Native));
+        assert_eq!(a.outcome.label(), "repaired");
+        assert_eq!(v["response"]["allowed"], true);
+        let patch: json_patch::Patch = serde_json::from_value(decode_patch(&v)).unwrap();
+        let mut repaired = stripped;
+        json_patch::patch(&mut repaired, &patch).unwrap();
+        assert_eq!(repaired, injected);
+        let warnings: Vec<&str> = v["response"]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            warnings[0],
+            "tandem: another mutating webhook removed restartPolicy from sidecar \"log-shipper\" after tandem injected it; tandem re-added what was removed (on-stripped: repair)"
+        );
+        assert!(
+            warnings[1].starts_with("tandem: find it with `tandem doctor -n shop`; sidecar \"log-shipper\" lost restartPolicy: Always (spec.initContainers[0].restartPolicy)"),
+            "{}",
+            warnings[1]
+        );
+        assert!(
+            warnings
+                .iter()
+                .all(|w| w.chars().count() <= MAX_WARNING_CHARS)
+        );
+        let ev = a.event.unwrap();
+        assert!(ev.warning);
+        assert_eq!(ev.reason, "SidecarRepaired");
+        assert_eq!(ev.regarding.kind.as_deref(), Some("ReplicaSet"));
+        assert!(ev.note.contains("tandem doctor -n shop"), "{}", ev.note);
+        assert_eq!(
+            v["response"]["auditAnnotations"]["stripped"],
+            "restartPolicy"
+        );
+    }
+
+    #[test]
+    fn reinvocation_policy_from_config_and_annotation() {
+        let mut config = Config::builtin();
+        let k = ClusterKnowledge::default();
+        config.on_stripped = StripPolicy::Deny;
+        let (_, stripped) = injected_then_stripped(&config, Mode::Native);
+        let (a, v) = run(&review_json(stripped.clone(), false), &ctx(&config, &k));
+        assert_eq!(a.outcome, Outcome::StripDenied(Placement::Native));
+        assert_eq!(v["response"]["allowed"], false);
+        let msg = v["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("tandem: denied: another mutating webhook changed this pod after tandem injected it (tandem.dev/status says mode native): sidecar \"log-shipper\" lost restartPolicy: Always"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("find it with `tandem doctor -n shop`"),
+            "{msg}"
+        );
+        assert!(msg.contains("tandem.dev/on-stripped"), "{msg}");
+        assert_eq!(a.event.unwrap().reason, "SidecarStripped");
+        // The pod's annotation wins: legacy moves the sidecar to the regular containers.
+        let mut p = stripped.clone();
+        p["metadata"]["annotations"]["tandem.dev/on-stripped"] = json!("legacy");
+        let (a, v) = run(&review_json(p.clone(), false), &ctx(&config, &k));
+        assert_eq!(a.outcome, Outcome::FellBack(Placement::Native));
+        let patch: json_patch::Patch = serde_json::from_value(decode_patch(&v)).unwrap();
+        json_patch::patch(&mut p, &patch).unwrap();
+        assert_eq!(p["spec"]["containers"][0]["name"], "log-shipper");
+        assert_eq!(p["spec"]["containers"][1]["futureField"]["x"], 1);
+        assert!(p["spec"]["initContainers"].as_array().unwrap().is_empty());
+        let status = InjectionStatus::of_pod(&p).unwrap().unwrap();
+        assert_eq!(status.mode, Placement::Legacy);
+        assert_eq!(a.event.unwrap().reason, "SidecarFellBack");
+        assert!(
+            v["response"]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("moved the sidecars to the regular containers (legacy)")
+        );
+        // A bad annotation value denies and says what to write.
+        let mut p = stripped;
+        p["metadata"]["annotations"]["tandem.dev/on-stripped"] = json!("fix-it");
+        let (a, v) = run(&review_json(p, false), &ctx(&config, &k));
+        assert_eq!(a.outcome, Outcome::StripDenied(Placement::Native));
+        let msg = v["response"]["status"]["message"].as_str().unwrap();
+        assert!(msg.contains("use repair, legacy or deny"), "{msg}");
+    }
+
+    #[test]
+    fn reinvocation_checks_universal_and_affinity_too() {
+        let config = Config::builtin();
+        let k = ClusterKnowledge::default();
+        for mode in [Mode::Universal, Mode::Affinity] {
+            let (injected, stripped) = injected_then_stripped(&config, mode);
+            let (a, v) = run(&review_json(stripped.clone(), false), &ctx(&config, &k));
+            assert!(matches!(a.outcome, Outcome::Repaired(_)), "{mode:?}: {a:?}");
+            let patch: json_patch::Patch = serde_json::from_value(decode_patch(&v)).unwrap();
+            let mut repaired = stripped;
+            json_patch::patch(&mut repaired, &patch).unwrap();
+            assert_eq!(repaired, injected, "{mode:?}");
+        }
+        let (mut injected, _) = injected_then_stripped(&config, Mode::Affinity);
+        injected["spec"].as_object_mut().unwrap().remove("affinity");
+        let (a, v) = run(&review_json(injected, false), &ctx(&config, &k));
+        assert_eq!(a.outcome, Outcome::Repaired(Placement::Affinity));
+        assert!(
+            v["response"]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("removed the node affinity term tandem.dev/native-sidecars In [true]"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn opted_out_pods_with_a_status_are_not_verified() {
+        let config = Config::builtin();
+        let k = ClusterKnowledge::default();
+        let (_, mut stripped) = injected_then_stripped(&config, Mode::Native);
+        stripped["metadata"]["labels"] = json!({"tandem.dev/inject": "disabled"});
+        let (a, _) = run(&review_json(stripped, false), &ctx(&config, &k));
+        assert_eq!(a.outcome, Outcome::Skipped);
     }
 
     #[test]

@@ -1,6 +1,14 @@
-//! Kubernetes Events (Injected / Skipped / InjectionFailed) on the pod's owner, sent off
-//! the admission path through a bounded queue: when it is full, events are dropped and
-//! counted (`tandem_webhook_events_total{result="dropped"}`), never waited for.
+//! Kubernetes Events on the pod's owner, sent off the admission path through a bounded
+//! queue: when it is full, events are dropped and counted
+//! (`tandem_webhook_events_total{result="dropped"}`), never waited for.
+//!
+//! Every Event is worded as what tandem decided at admission, because nothing is stored
+//! yet when the webhook answers (a later webhook or validation may still reject the pod):
+//! `PatchedAtAdmission` (Normal: sidecars added to a pod being created), `Skipped`,
+//! `InjectionFailed` (Warning: denied), and for a pod that came back to tandem without
+//! what it injected (another webhook stripped it): `SidecarRepaired`, `SidecarFellBack`
+//! and `SidecarStripped` (Warning: repaired, moved to legacy, denied). Each of those is
+//! also counted in `tandem_webhook_requests_total{outcome="repaired"|"fell_back"|"denied_stripped"}`.
 
 use std::sync::Arc;
 

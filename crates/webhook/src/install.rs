@@ -1,10 +1,22 @@
 //! `tandem install`: the manifests that run tandem's webhook in a cluster, as one YAML
-//! stream for `kubectl apply -f -`.
+//! stream for `kubectl apply -f -` (or `kubectl apply --server-side`, or a GitOps repo).
 //!
-//! Namespace, ServiceAccount, least RBAC, the config as a ConfigMap, TLS material
-//! (generated here, or by cert-manager), Deployment (≥2 replicas, spread over nodes),
-//! PodDisruptionBudget, Service, and the MutatingWebhookConfiguration. With
-//! `--with-label-nodes`, also the `tandem label-nodes` controller and its RBAC.
+//! Namespace, ServiceAccount, least RBAC, the config as a ConfigMap, Deployment (≥2
+//! replicas, spread over nodes), PodDisruptionBudget, Service, and the
+//! MutatingWebhookConfiguration. With `--with-label-nodes`, also the `tandem label-nodes`
+//! controller and its RBAC. The Helm chart in `charts/tandem` renders the same objects
+//! (a test in `crates/webhook/tests/e2e_chart.rs` compares them).
+//!
+//! ## Certificates
+//! `--tls self-managed` (the default) renders no key and no `caBundle`: the webhook keeps
+//! its CA and serving certificate in the Secret `tandem-webhook-tls`, creating it on first
+//! start and reusing it after, and patches the CA into this MutatingWebhookConfiguration
+//! by name (`--tls-secret`, `--webhook-configuration`, `--tls-service`); the RBAC for that
+//! is limited with `resourceNames`. So rendering twice gives the same bytes, a rerun or a
+//! GitOps sync never switches `caBundle` under a running webhook, and no key ever lands in
+//! a repository. `--tls cert-manager` lets cert-manager issue the certificate and inject
+//! the CA; `--tls secret` mounts a Secret you provide (`--tls-secret`), with its CA given
+//! as `--ca-bundle FILE` (a CA certificate is public; the key stays in the Secret).
 //!
 //! ## The failurePolicy choice
 //! `Fail` by default: a pod that should carry a mesh proxy or a secrets agent and starts
@@ -21,8 +33,6 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tandem_core::{Config, Mode};
 
-use crate::tls::Pki;
-
 /// What happens to pod creation when the webhook cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum FailurePolicy {
@@ -33,26 +43,56 @@ pub enum FailurePolicy {
     Ignore,
 }
 
+impl FailurePolicy {
+    /// The API's spelling (`Fail`, `Ignore`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fail => "Fail",
+            Self::Ignore => "Ignore",
+        }
+    }
+}
+
 /// Where the webhook's serving certificate comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TlsMode {
-    /// Generate a CA and a serving certificate now: a Secret, and the CA as `caBundle`.
+    /// The webhook manages its own CA and certificate at runtime, in the Secret
+    /// `--tls-secret`, and patches the CA into its webhook configuration (no key in the
+    /// manifests; identical output on every run).
     #[default]
-    Generate,
+    SelfManaged,
     /// cert-manager issues and renews them (it must be installed); it also injects the
     /// CA into the webhook configuration.
     CertManager,
+    /// A `kubernetes.io/tls` Secret you manage (`--tls-secret`), its CA given with
+    /// `--ca-bundle`.
+    Secret,
+}
+
+impl TlsMode {
+    /// The flag's spelling (`self-managed`, `cert-manager`, `secret`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SelfManaged => "self-managed",
+            Self::CertManager => "cert-manager",
+            Self::Secret => "secret",
+        }
+    }
 }
 
 /// `tandem install`: print the manifests that run tandem in a cluster.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InstallArgs {
     /// Namespace to install into (created; never matched by the webhook itself).
-    #[arg(long, default_value = "tandem-system")]
+    #[arg(short = 'n', long, default_value = "tandem-system")]
     pub namespace: String,
-    /// tandem's container image.
-    #[arg(long, default_value = concat!("ghcr.io/tandem-dev/tandem:", env!("CARGO_PKG_VERSION")))]
+    /// tandem's container image (default: the released image of this version, see
+    /// packaging/README.md to publish it to your own registry).
+    #[arg(long, default_value = tandem_core::images::TANDEM_IMAGE)]
     pub image: String,
+    /// imagePullPolicy of tandem's containers.
+    #[arg(long, default_value = "IfNotPresent", value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub image_pull_policy: String,
     /// Webhook replicas (2 or more keeps it available through a node drain).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub replicas: u32,
@@ -68,16 +108,29 @@ pub struct InstallArgs {
     /// timeoutSeconds of the webhook configuration (1–30).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=30))]
     pub timeout_seconds: u32,
-    /// TLS material: generated now, or by cert-manager.
-    #[arg(long, value_enum, default_value_t = TlsMode::Generate)]
+    /// Where the serving certificate comes from: self-managed (the webhook keeps it in
+    /// the Secret `--tls-secret` and patches its own caBundle; no key in the output),
+    /// cert-manager, or secret (yours, with `--ca-bundle`).
+    #[arg(long, value_enum, default_value_t = TlsMode::SelfManaged)]
     pub tls: TlsMode,
-    /// Validity of a generated certificate, in days.
+    /// The Secret that holds the serving certificate (created by the webhook with
+    /// `--tls self-managed`, by cert-manager, or by you with `--tls secret`).
+    #[arg(long, default_value = TLS_SECRET, value_name = "NAME")]
+    pub tls_secret: String,
+    /// PEM file with the CA that signed your Secret's certificate (`--tls secret`):
+    /// rendered as the webhook configuration's caBundle.
+    #[arg(long, value_name = "FILE", required_if_eq("tls", "secret"))]
+    pub ca_bundle: Option<std::path::PathBuf>,
+    /// Validity of the certificate cert-manager issues, in days.
     #[arg(long, default_value_t = 365, value_name = "DAYS")]
     pub cert_days: u32,
     /// Also register the webhook for pods labelled `tandem.dev/inject: enabled` in
     /// namespaces that are not opted in.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pod_opt_in: bool,
+    /// Prometheus scrape annotations (`prometheus.io/scrape` …) on the webhook's pods.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub scrape_annotations: bool,
     /// Also run `tandem label-nodes` as a controller (strategy 1: node labels for `affinity`).
     #[arg(long)]
     pub with_label_nodes: bool,
@@ -107,14 +160,42 @@ pub enum InstallError {
         /// What is wrong.
         problem: String,
     },
-    /// Generating TLS material failed.
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    /// The `--ca-bundle` file can't be read or holds no PEM certificate.
+    #[error("--ca-bundle {path}: {problem}")]
+    CaBundle {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
-const APP: &str = "tandem-webhook";
-const LABEL_NODES: &str = "tandem-label-nodes";
+/// Name of the webhook's Deployment, Service, ServiceAccount and RBAC objects.
+pub const APP: &str = "tandem-webhook";
+/// Name of the MutatingWebhookConfiguration (the webhook's `--webhook-configuration`).
+pub const WEBHOOK_CONFIGURATION: &str = "tandem";
+/// Default name of the Secret with the serving certificate (and the Lease beside it).
+pub const TLS_SECRET: &str = "tandem-webhook-tls";
+/// Name of the label-nodes controller's objects.
+pub const LABEL_NODES: &str = "tandem-label-nodes";
+/// `app.kubernetes.io/instance` of what `tandem install` renders (the chart uses the
+/// release name; install it as `tandem` for identical objects).
+pub const INSTANCE: &str = "tandem";
+/// `app.kubernetes.io/managed-by` of what `tandem install` renders (the chart's is `Helm`).
+pub const MANAGED_BY: &str = "tandem";
 const WEBHOOK_PORT: u16 = 8443;
+
+/// The recommended labels (`app.kubernetes.io/*`) of one object of tandem.
+pub fn labels(name: &str, component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": INSTANCE,
+        "app.kubernetes.io/version": tandem_core::images::TAG,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "tandem",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    })
+}
 
 /// Renders the manifests as one YAML stream.
 pub fn render(args: &InstallArgs) -> Result<String, InstallError> {
@@ -138,22 +219,54 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
             .map_or_else(|| "built-in config".into(), |p| p.display().to_string()),
         problem: e.to_string(),
     })?;
-    let labels = json!({
-        "app.kubernetes.io/name": APP,
-        "app.kubernetes.io/part-of": "tandem",
-    });
+    let ca_bundle = match (args.tls, &args.ca_bundle) {
+        (TlsMode::Secret, Some(p)) => Some(read_ca_bundle(p)?),
+        (TlsMode::Secret, None) => {
+            return Err(InstallError::CaBundle {
+                path: "(not given)".into(),
+                problem: "--tls secret needs --ca-bundle FILE, the CA that signed the Secret's certificate".into(),
+            });
+        }
+        _ => None,
+    };
+    let labels = labels(APP, "webhook");
     let dns = vec![
         format!("{APP}.{ns}.svc"),
         format!("{APP}.{ns}.svc.cluster.local"),
     ];
+    let mut cluster_rules = vec![
+        // The node cache for `auto`.
+        json!({"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}),
+        // Injected / Skipped events on the pod's owner.
+        json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
+        // The API server's SidecarContainers feature metric (read every few minutes).
+        json!({"nonResourceURLs": ["/metrics"], "verbs": ["get"]}),
+        // Sidecar objects (watched) and their status (Ready/Invalid conditions);
+        // namespaces' labels for ClusterSidecars' namespaceSelector.
+        json!({"apiGroups": ["tandem.dev"], "resources": ["sidecars", "clustersidecars"], "verbs": ["get", "list", "watch"]}),
+        json!({"apiGroups": ["tandem.dev"], "resources": ["sidecars/status", "clustersidecars/status"], "verbs": ["get", "update", "patch"]}),
+        json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}),
+    ];
+    if args.tls == TlsMode::SelfManaged {
+        // Patches its CA into its own webhook configuration, and no other.
+        cluster_rules.push(json!({
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations"],
+            "resourceNames": [WEBHOOK_CONFIGURATION],
+            "verbs": ["get", "patch", "update"]
+        }));
+    }
 
+    let mut namespace_labels = labels_of(&labels_for_namespace());
+    namespace_labels.insert("tandem.dev/inject".into(), json!("disabled"));
+    namespace_labels.insert(
+        "pod-security.kubernetes.io/enforce".into(),
+        json!("restricted"),
+    );
     let mut out = vec![
         json!({
             "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": ns, "labels": {
-                "tandem.dev/inject": "disabled",
-                "pod-security.kubernetes.io/enforce": "restricted",
-            }}
+            "metadata": {"name": ns, "labels": namespace_labels}
         }),
         json!({
             "apiVersion": "v1", "kind": "ServiceAccount",
@@ -163,14 +276,7 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": APP, "labels": labels},
-            "rules": [
-                // The node cache for `auto`.
-                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
-                // Injected / Skipped events on the pod's owner.
-                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-                // The API server's SidecarContainers feature metric (read every few minutes).
-                {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
-            ]
+            "rules": cluster_rules
         }),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -178,6 +284,11 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": APP},
             "subjects": [{"kind": "ServiceAccount", "name": APP, "namespace": ns}]
         }),
+    ];
+    if args.tls == TlsMode::SelfManaged {
+        out.extend(self_managed_rbac(args, &labels));
+    }
+    out.extend([
         // For tandem-shim in Jobs (universal copies, legacy sidecars with jobCompletion):
         // it reads its own pod to see the main containers finish. Granted per namespace
         // by the user, with a RoleBinding to the Job's service account.
@@ -185,7 +296,7 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {
                 "name": "tandem-shim-pod-reader",
-                "labels": labels,
+                "labels": self::labels("tandem-shim", "shim"),
                 "annotations": {"tandem.dev/usage": "kubectl create rolebinding tandem-shim -n NAMESPACE --clusterrole=tandem-shim-pod-reader --serviceaccount=NAMESPACE:SERVICEACCOUNT"}
             },
             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
@@ -195,59 +306,17 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
             "metadata": {"name": "tandem-config", "namespace": ns, "labels": labels},
             "data": {"config.yaml": config_text}
         }),
-    ];
+    ]);
 
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    let mut ca_bundle = None;
-    match args.tls {
-        TlsMode::Generate => {
-            let pki = Pki::generate("tandem-webhook-ca", &dns, &[], args.cert_days)?;
-            out.push(json!({
-                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                "metadata": {"name": "tandem-webhook-tls", "namespace": ns, "labels": labels},
-                "data": {
-                    "tls.crt": b64(&pki.cert_pem),
-                    "tls.key": b64(&pki.key_pem),
-                    "ca.crt": b64(&pki.ca_pem),
-                }
-            }));
-            ca_bundle = Some(b64(&pki.ca_pem));
-        }
-        TlsMode::CertManager => {
-            out.extend([
-                json!({
-                    "apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-                    "metadata": {"name": "tandem-selfsigned", "namespace": ns, "labels": labels},
-                    "spec": {"selfSigned": {}}
-                }),
-                json!({
-                    "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-                    "metadata": {"name": "tandem-webhook-ca", "namespace": ns, "labels": labels},
-                    "spec": {
-                        "isCA": true, "commonName": "tandem-webhook-ca", "secretName": "tandem-webhook-ca",
-                        "duration": "87600h",
-                        "privateKey": {"algorithm": "ECDSA", "size": 256},
-                        "issuerRef": {"name": "tandem-selfsigned", "kind": "Issuer"}
-                    }
-                }),
-                json!({
-                    "apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-                    "metadata": {"name": "tandem-ca", "namespace": ns, "labels": labels},
-                    "spec": {"ca": {"secretName": "tandem-webhook-ca"}}
-                }),
-                json!({
-                    "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-                    "metadata": {"name": APP, "namespace": ns, "labels": labels},
-                    "spec": {
-                        "secretName": "tandem-webhook-tls", "dnsNames": dns,
-                        "duration": format!("{}h", u64::from(args.cert_days) * 24),
-                        "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-                        "usages": ["server auth", "digital signature", "key encipherment"],
-                        "issuerRef": {"name": "tandem-ca", "kind": "Issuer"}
-                    }
-                }),
-            ]);
-        }
+    // The Sidecar and ClusterSidecar CRDs come first: everything after may use them.
+    let crds = tandem_core::api::crds();
+    out.splice(
+        0..0,
+        crds.iter().filter_map(|c| serde_json::to_value(c).ok()),
+    );
+
+    if args.tls == TlsMode::CertManager {
+        out.extend(cert_manager(args, &labels, &dns));
     }
 
     out.push(json!({
@@ -268,11 +337,105 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
             "selector": {"matchLabels": {"app.kubernetes.io/name": APP}}
         }
     }));
-    out.push(webhook_configuration(args, ca_bundle.as_deref()));
+    out.push(webhook_configuration(args, &labels, ca_bundle.as_deref()));
     if args.with_label_nodes {
         out.extend(label_nodes(args));
     }
     Ok(out)
+}
+
+fn labels_for_namespace() -> Value {
+    labels("tandem", "namespace")
+}
+
+fn labels_of(v: &Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// The CA file of `--tls secret`, base64 for `caBundle`.
+fn read_ca_bundle(path: &std::path::Path) -> Result<String, InstallError> {
+    let err = |problem: String| InstallError::CaBundle {
+        path: path.display().to_string(),
+        problem,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(err(
+            "no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    if pem.contains("PRIVATE KEY-----") {
+        return Err(err(
+            "it holds a private key: give only the CA certificate (the key stays in the Secret)"
+                .into(),
+        ));
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(pem.as_bytes()))
+}
+
+/// What the webhook needs to manage its own certificate: its Secret and the Lease that
+/// replicas agree through, by name (create can't be limited by name).
+fn self_managed_rbac(args: &InstallArgs, labels: &Value) -> Vec<Value> {
+    let ns = args.namespace.as_str();
+    let secret = args.tls_secret.as_str();
+    vec![
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": APP, "namespace": ns, "labels": labels},
+            "rules": [
+                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret],
+                 "verbs": ["get", "list", "watch", "update", "patch"]},
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [secret],
+                 "verbs": ["get", "update"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            ]
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": APP, "namespace": ns, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP},
+            "subjects": [{"kind": "ServiceAccount", "name": APP, "namespace": ns}]
+        }),
+    ]
+}
+
+/// cert-manager's objects: a self-signed CA and the serving certificate it issues.
+fn cert_manager(args: &InstallArgs, labels: &Value, dns: &[String]) -> Vec<Value> {
+    let ns = args.namespace.as_str();
+    vec![
+        json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+            "metadata": {"name": "tandem-selfsigned", "namespace": ns, "labels": labels},
+            "spec": {"selfSigned": {}}
+        }),
+        json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": "tandem-webhook-ca", "namespace": ns, "labels": labels},
+            "spec": {
+                "isCA": true, "commonName": "tandem-webhook-ca", "secretName": "tandem-webhook-ca",
+                "duration": "87600h",
+                "privateKey": {"algorithm": "ECDSA", "size": 256},
+                "issuerRef": {"name": "tandem-selfsigned", "kind": "Issuer"}
+            }
+        }),
+        json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+            "metadata": {"name": "tandem-ca", "namespace": ns, "labels": labels},
+            "spec": {"ca": {"secretName": "tandem-webhook-ca"}}
+        }),
+        json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": APP, "namespace": ns, "labels": labels},
+            "spec": {
+                "secretName": args.tls_secret, "dnsNames": dns,
+                "duration": format!("{}h", u64::from(args.cert_days) * 24),
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "usages": ["server auth", "digital signature", "key encipherment"],
+                "issuerRef": {"name": "tandem-ca", "kind": "Issuer"}
+            }
+        }),
+    ]
 }
 
 fn pod_security() -> (Value, Value) {
@@ -290,19 +453,50 @@ fn deployment(args: &InstallArgs, labels: &Value, config_text: &str) -> Value {
         "webhook".to_string(),
         format!("--listen=0.0.0.0:{WEBHOOK_PORT}"),
         "--config=/etc/tandem/config/config.yaml".into(),
-        "--tls-cert=/etc/tandem/tls/tls.crt".into(),
-        "--tls-key=/etc/tandem/tls/tls.key".into(),
+    ];
+    let mut mounts =
+        vec![json!({"name": "config", "mountPath": "/etc/tandem/config", "readOnly": true})];
+    let mut volumes = vec![json!({"name": "config", "configMap": {"name": "tandem-config"}})];
+    let mut env = vec![
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+    ];
+    match args.tls {
+        TlsMode::SelfManaged => {
+            container_args.extend([
+                format!("--tls-secret={}", args.tls_secret),
+                format!("--webhook-configuration={WEBHOOK_CONFIGURATION}"),
+                format!("--tls-service={APP}"),
+            ]);
+            env.push(json!({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}));
+        }
+        TlsMode::CertManager | TlsMode::Secret => {
+            container_args.extend([
+                "--tls-cert=/etc/tandem/tls/tls.crt".into(),
+                "--tls-key=/etc/tandem/tls/tls.key".into(),
+            ]);
+            mounts.push(json!({"name": "tls", "mountPath": "/etc/tandem/tls", "readOnly": true}));
+            volumes.push(json!({"name": "tls", "secret": {"secretName": args.tls_secret}}));
+        }
+    }
+    container_args.extend([
         "--cluster=required".into(),
         "--log-format=json".into(),
         // Keep answering while endpoints drop this pod, then drain.
         "--shutdown-delay=5s".into(),
         "--shutdown-grace=20s".into(),
-    ];
+    ]);
     if let Some(m) = args.mode {
         container_args.push(format!("--mode={}", m.as_str()));
     }
     let mut pod_labels = labels.clone();
     pod_labels["tandem.dev/inject"] = json!("disabled");
+    let mut annotations = json!({"tandem.dev/config-hash": format!("{:016x}", fnv1a(config_text))});
+    if args.scrape_annotations {
+        annotations["prometheus.io/scrape"] = json!("true");
+        annotations["prometheus.io/scheme"] = json!("https");
+        annotations["prometheus.io/port"] = json!(WEBHOOK_PORT.to_string());
+        annotations["prometheus.io/path"] = json!("/metrics");
+    }
     let (pod_sc, container_sc) = pod_security();
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -314,7 +508,7 @@ fn deployment(args: &InstallArgs, labels: &Value, config_text: &str) -> Value {
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    "annotations": {"tandem.dev/config-hash": format!("{:016x}", fnv1a(config_text))}
+                    "annotations": annotations
                 },
                 "spec": {
                     "serviceAccountName": APP,
@@ -337,8 +531,9 @@ fn deployment(args: &InstallArgs, labels: &Value, config_text: &str) -> Value {
                     "containers": [{
                         "name": "webhook",
                         "image": args.image,
+                        "imagePullPolicy": args.image_pull_policy,
                         "args": container_args,
-                        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                        "env": env,
                         "ports": [{"name": "https", "containerPort": WEBHOOK_PORT, "protocol": "TCP"}],
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
                                            "periodSeconds": 2, "failureThreshold": 2},
@@ -347,29 +542,19 @@ fn deployment(args: &InstallArgs, labels: &Value, config_text: &str) -> Value {
                         "resources": {"requests": {"cpu": "50m", "memory": "48Mi"},
                                       "limits": {"memory": "128Mi"}},
                         "securityContext": container_sc,
-                        "volumeMounts": [
-                            {"name": "config", "mountPath": "/etc/tandem/config", "readOnly": true},
-                            {"name": "tls", "mountPath": "/etc/tandem/tls", "readOnly": true}
-                        ]
+                        "volumeMounts": mounts
                     }],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": "tandem-config"}},
-                        {"name": "tls", "secret": {"secretName": "tandem-webhook-tls"}}
-                    ]
+                    "volumes": volumes
                 }
             }
         }
     })
 }
 
-fn webhook_configuration(args: &InstallArgs, ca_bundle: Option<&str>) -> Value {
+fn webhook_configuration(args: &InstallArgs, labels: &Value, ca_bundle: Option<&str>) -> Value {
     let ns = args.namespace.as_str();
     let never = json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn",
                        "values": [ns, "kube-system"]});
-    let policy = match args.failure_policy {
-        FailurePolicy::Fail => "Fail",
-        FailurePolicy::Ignore => "Ignore",
-    };
     let hook = |name: &str, path: &str, ns_expr: Value, obj_selector: Value| {
         let mut client =
             json!({"service": {"name": APP, "namespace": ns, "path": path, "port": 443}});
@@ -388,7 +573,7 @@ fn webhook_configuration(args: &InstallArgs, ca_bundle: Option<&str>) -> Value {
             "sideEffects": "None",
             "reinvocationPolicy": "IfNeeded",
             "timeoutSeconds": args.timeout_seconds,
-            "failurePolicy": policy,
+            "failurePolicy": args.failure_policy.as_str(),
         })
     };
     let mut hooks = vec![hook(
@@ -408,7 +593,7 @@ fn webhook_configuration(args: &InstallArgs, ca_bundle: Option<&str>) -> Value {
     if args.adopt {
         hooks.extend(crate::adopt::registrations(hook));
     }
-    let mut metadata = json!({"name": "tandem", "labels": {"app.kubernetes.io/part-of": "tandem"}});
+    let mut metadata = json!({"name": WEBHOOK_CONFIGURATION, "labels": labels});
     if args.tls == TlsMode::CertManager {
         metadata["annotations"] = json!({"cert-manager.io/inject-ca-from": format!("{ns}/{APP}")});
     }
@@ -422,8 +607,7 @@ fn webhook_configuration(args: &InstallArgs, ca_bundle: Option<&str>) -> Value {
 /// The `tandem label-nodes` controller: its ServiceAccount, RBAC and Deployment.
 fn label_nodes(args: &InstallArgs) -> Vec<Value> {
     let ns = args.namespace.as_str();
-    let labels =
-        json!({"app.kubernetes.io/name": LABEL_NODES, "app.kubernetes.io/part-of": "tandem"});
+    let labels = labels(LABEL_NODES, "label-nodes");
     let mut rules = vec![json!({"apiGroups": [""], "resources": ["nodes"],
                                 "verbs": ["get", "list", "watch", "patch"]})];
     if args.label_nodes_node_metrics {
@@ -468,6 +652,7 @@ fn label_nodes(args: &InstallArgs) -> Vec<Value> {
                         "containers": [{
                             "name": "label-nodes",
                             "image": args.image,
+                            "imagePullPolicy": args.image_pull_policy,
                             "args": container_args,
                             "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
                                           "limits": {"memory": "128Mi"}},
@@ -535,8 +720,9 @@ mod tests {
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "ConfigMap",
-            "Secret",
             "Service",
             "Deployment",
             "PodDisruptionBudget",
@@ -544,6 +730,13 @@ mod tests {
         ] {
             assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
         }
+        // Self-managed TLS: no Secret, no key, no caBundle in the output.
+        assert!(find(&objs, "Secret").is_empty());
+        let text = render(&args(&[])).unwrap();
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains("tls.key"),
+            "{text}"
+        );
         let reader = find(&objs, "ClusterRole")
             .into_iter()
             .find(|r| r["metadata"]["name"] == "tandem-shim-pod-reader")
@@ -551,12 +744,44 @@ mod tests {
         assert_eq!(reader["rules"][0]["verbs"], json!(["get"]));
         let dep = find(&objs, "Deployment")[0];
         assert_eq!(dep["spec"]["replicas"], 2);
-        assert!(dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"].is_object());
+        let pod = &dep["spec"]["template"];
+        assert!(pod["spec"]["affinity"]["podAntiAffinity"].is_object());
+        assert_eq!(pod["metadata"]["labels"]["tandem.dev/inject"], "disabled");
         assert_eq!(
-            dep["spec"]["template"]["metadata"]["labels"]["tandem.dev/inject"],
-            "disabled"
+            pod["metadata"]["annotations"]["prometheus.io/scrape"],
+            "true"
+        );
+        let c = &pod["spec"]["containers"][0];
+        assert_eq!(c["image"], tandem_core::images::TANDEM_IMAGE);
+        let cargs: Vec<&str> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        for a in [
+            "--tls-secret=tandem-webhook-tls",
+            "--webhook-configuration=tandem",
+            "--tls-service=tandem-webhook",
+        ] {
+            assert!(cargs.contains(&a), "{a} missing from {cargs:?}");
+        }
+        assert!(
+            !cargs.iter().any(|a| a.starts_with("--tls-cert")),
+            "{cargs:?}"
+        );
+        assert_eq!(c["env"][1]["name"], "POD_NAMESPACE");
+        assert_eq!(
+            c["env"][1]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.namespace"
+        );
+        assert_eq!(
+            pod["spec"]["volumes"].as_array().unwrap().len(),
+            1,
+            "no tls volume"
         );
         let mwc = find(&objs, "MutatingWebhookConfiguration")[0];
+        assert_eq!(mwc["metadata"]["name"], WEBHOOK_CONFIGURATION);
         let hooks = mwc["webhooks"].as_array().unwrap();
         assert_eq!(hooks.len(), 2);
         for h in hooks {
@@ -569,22 +794,93 @@ mod tests {
                 exprs.contains("tandem-system"),
                 "own namespace excluded: {exprs}"
             );
-            assert!(h["clientConfig"]["caBundle"].is_string());
+            assert!(
+                h["clientConfig"].get("caBundle").is_none(),
+                "the webhook fills it"
+            );
         }
         assert_eq!(hooks[0]["clientConfig"]["service"]["path"], "/mutate");
         assert!(hooks[0]["objectSelector"].to_string().contains("disabled"));
-        // The caBundle is the CA that signed the Secret's certificate.
-        let secret = find(&objs, "Secret")[0];
-        assert_eq!(
-            secret["data"]["ca.crt"],
-            hooks[0]["clientConfig"]["caBundle"]
-        );
-        // Least RBAC: no secrets, no pods, no writes but events.
-        let role = find(&objs, "ClusterRole")[0].to_string();
+        // Least RBAC: cluster-wide no secrets and no pods; the webhook configuration,
+        // the Secret and the Lease only by name (create can't be limited by name).
+        let role = find(&objs, "ClusterRole")[0];
+        let text = role.to_string();
         assert!(
-            !role.contains("secrets") && !role.contains("\"pods\""),
-            "{role}"
+            !text.contains("secrets") && !text.contains("\"pods\""),
+            "{text}"
         );
+        let mwc_rule = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resources"] == json!(["mutatingwebhookconfigurations"]))
+            .expect("patch its own caBundle");
+        assert_eq!(mwc_rule["resourceNames"], json!(["tandem"]));
+        let ns_role = find(&objs, "Role")[0];
+        for rule in ns_role["rules"].as_array().unwrap() {
+            let verbs = rule["verbs"].as_array().unwrap();
+            assert!(
+                verbs == &vec![json!("create")]
+                    || rule["resourceNames"] == json!(["tandem-webhook-tls"]),
+                "{rule}"
+            );
+        }
+    }
+
+    #[test]
+    fn rendering_twice_gives_identical_bytes() {
+        for extra in [
+            &[][..],
+            &["--tls", "cert-manager", "--with-label-nodes"][..],
+        ] {
+            let a = render(&args(extra)).unwrap();
+            let b = render(&args(extra)).unwrap();
+            assert_eq!(a, b, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn every_object_has_the_recommended_labels() {
+        let objs = objects(&args(&["--with-label-nodes", "--tls", "cert-manager"])).unwrap();
+        for o in &objs {
+            let l = &o["metadata"]["labels"];
+            for k in [
+                "name",
+                "instance",
+                "version",
+                "component",
+                "part-of",
+                "managed-by",
+            ] {
+                assert!(
+                    l[format!("app.kubernetes.io/{k}")].is_string(),
+                    "{}/{} lacks app.kubernetes.io/{k}: {l}",
+                    o["kind"],
+                    o["metadata"]["name"]
+                );
+            }
+            assert_eq!(l["app.kubernetes.io/part-of"], "tandem");
+            assert_eq!(l["app.kubernetes.io/version"], tandem_core::images::TAG);
+        }
+    }
+
+    #[test]
+    fn sidecar_crds_come_first_and_the_webhook_may_watch_them() {
+        let objs = objects(&args(&[])).unwrap();
+        let names: Vec<&str> = objs[..2]
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["sidecars.tandem.dev", "clustersidecars.tandem.dev"]);
+        assert_eq!(objs[0]["kind"], "CustomResourceDefinition");
+        let role = find(&objs, "ClusterRole")[0]["rules"].to_string();
+        for want in [
+            r#"["sidecars","clustersidecars"],"verbs":["get","list","watch"]"#,
+            r#"["sidecars/status","clustersidecars/status"],"verbs":["get","update","patch"]"#,
+            r#"["namespaces"],"verbs":["get","list","watch"]"#,
+        ] {
+            assert!(role.contains(want), "{want} in {role}");
+        }
     }
 
     #[test]
@@ -617,9 +913,12 @@ mod tests {
             "legacy",
             "--pod-opt-in",
             "false",
+            "--scrape-annotations",
+            "false",
         ]))
         .unwrap();
         assert!(find(&objs, "Secret").is_empty());
+        assert!(find(&objs, "Role").is_empty(), "no self-managed RBAC");
         assert_eq!(find(&objs, "Certificate").len(), 2);
         let mwc = find(&objs, "MutatingWebhookConfiguration")[0];
         assert_eq!(mwc["webhooks"].as_array().unwrap().len(), 1);
@@ -632,8 +931,19 @@ mod tests {
         let deps = find(&objs, "Deployment");
         assert_eq!(deps.len(), 2);
         assert_eq!(deps[0]["spec"]["replicas"], 3);
-        assert!(deps[0].to_string().contains("--mode=legacy"), "{}", deps[0]);
+        let d = deps[0].to_string();
+        assert!(
+            d.contains("--mode=legacy") && d.contains("--tls-cert="),
+            "{d}"
+        );
+        assert!(!d.contains("prometheus.io"), "{d}");
+        assert!(!d.contains("--tls-secret"), "{d}");
         let roles = find(&objs, "ClusterRole");
+        assert!(
+            !roles[0]
+                .to_string()
+                .contains("mutatingwebhookconfigurations")
+        );
         let ln = roles
             .iter()
             .find(|r| r["metadata"]["name"] == LABEL_NODES)
@@ -643,11 +953,82 @@ mod tests {
         assert!(summary(&objs).contains("Deployment/tandem-label-nodes"));
     }
 
-    #[test]
-    fn bad_config_is_an_error() {
+    fn scratch(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("tandem-install-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("bad.yaml");
+        dir.join(name)
+    }
+
+    #[test]
+    fn an_existing_secret_with_its_ca() {
+        let ca = scratch("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let objs = objects(&args(&[
+            "--tls",
+            "secret",
+            "--tls-secret",
+            "my-tls",
+            "--ca-bundle",
+            ca.to_str().unwrap(),
+        ]))
+        .unwrap();
+        let mwc = find(&objs, "MutatingWebhookConfiguration")[0];
+        let bundle = mwc["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .unwrap();
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(bundle)
+            .unwrap();
+        assert!(
+            String::from_utf8(pem)
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        let dep = find(&objs, "Deployment")[0].to_string();
+        assert!(dep.contains("\"secretName\":\"my-tls\""), "{dep}");
+        // A key given by mistake is refused, with what to do.
+        let keyed = scratch("keyed.pem");
+        std::fs::write(
+            &keyed,
+            "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = objects(&args(&[
+            "--tls",
+            "secret",
+            "--ca-bundle",
+            keyed.to_str().unwrap(),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("private key"), "{err}");
+        let empty = scratch("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let err = objects(&args(&[
+            "--tls",
+            "secret",
+            "--ca-bundle",
+            empty.to_str().unwrap(),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        // clap requires the CA with --tls secret.
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: InstallArgs,
+        }
+        assert!(Cli::try_parse_from(["t", "--tls", "secret"]).is_err());
+    }
+
+    #[test]
+    fn bad_config_is_an_error() {
+        let p = scratch("bad.yaml");
         std::fs::write(&p, "sidecars: 3\n").unwrap();
         let err = objects(&args(&["--config", p.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("bad.yaml"), "{err}");

@@ -12,7 +12,6 @@
 //! Until the first full node list and the first version read, the snapshot is
 //! unsynced and holds no knowledge, so `auto` takes the safe mode.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde_json::Value;
-use tandem_core::knowledge::{ApiServerFacts, NodeFacts};
+use tandem_core::knowledge::{ApiServerFacts, Labels, NodeFacts, Taint};
 use tandem_core::metrics_text::{SIDECAR_GATE, feature_gate};
 use tandem_core::{ClusterKnowledge, KubeVersion};
 use tokio::sync::watch;
@@ -218,7 +217,7 @@ pub fn node_facts(node: &Value) -> NodeFacts {
                 .to_string(),
             kubelet: None,
             gate: None,
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
             taints: Vec::new(),
         })
     })
@@ -252,6 +251,9 @@ async fn watch_nodes(client: Client, shared: Arc<Shared>, last_event: Arc<Atomic
                         if first {
                             tracing::info!(nodes = parts.knowledge.nodes.len(), "node cache synced");
                         }
+                        drop(parts);
+                        // The listed Node objects are gone: hand their memory back.
+                        crate::work::release_memory();
                         dirty = true;
                     }
                     Ok(Event::Apply(node)) => {
@@ -280,13 +282,40 @@ async fn watch_nodes(client: Client, shared: Arc<Shared>, last_event: Arc<Atomic
     }
 }
 
+/// A watched Node's facts, read from the typed object (no JSON copy of it).
 fn to_facts(node: &Node) -> NodeFacts {
-    let value = serde_json::to_value(node).unwrap_or(Value::Null);
-    let mut facts = node_facts(&value);
-    if facts.name.is_empty() {
-        facts.name = node.metadata.name.clone().unwrap_or_default();
-    }
-    facts
+    let labels: Labels = node
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let kubelet = node
+        .status
+        .as_ref()
+        .and_then(|s| s.node_info.as_ref())
+        .map(|i| i.kubelet_version.as_str());
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .map(|ts| {
+            ts.iter()
+                .map(|t| Taint {
+                    key: t.key.clone(),
+                    value: t.value.clone().unwrap_or_default(),
+                    effect: t.effect.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    NodeFacts::from_parts(
+        node.metadata.name.clone().unwrap_or_default(),
+        labels,
+        kubelet,
+        taints,
+    )
 }
 
 async fn poll_apiserver(
@@ -364,7 +393,7 @@ mod tests {
         );
         assert_eq!(n.name, "x");
         assert!(n.kubelet.is_none());
-        assert_eq!(n.labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(n.labels.get("a"), Some("b"));
     }
 
     fn facts(name: &str, version: &str) -> NodeFacts {
@@ -391,6 +420,24 @@ mod tests {
         assert!(p.delete("b"));
         assert!(!p.delete("zz"));
         assert_eq!(p.knowledge.nodes.len(), 2);
+    }
+
+    #[test]
+    fn typed_nodes_read_as_their_json_does() {
+        let json = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n1", "labels": {"zone": "a", "tandem.dev/native-sidecars": "false"}},
+            "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]},
+            "status": {"nodeInfo": {"kubeletVersion": "v1.29.4", "architecture": "", "bootID": "",
+                "containerRuntimeVersion": "", "kernelVersion": "", "kubeProxyVersion": "",
+                "machineID": "", "operatingSystem": "", "osImage": "", "systemUUID": ""}}});
+        let typed: Node = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(to_facts(&typed), node_facts(&json));
+        let bad: Node = serde_json::from_value(json!({"metadata": {"name": "b"},
+            "status": {"nodeInfo": {"kubeletVersion": "banana", "architecture": "", "bootID": "",
+                "containerRuntimeVersion": "", "kernelVersion": "", "kubeProxyVersion": "",
+                "machineID": "", "operatingSystem": "", "osImage": "", "systemUUID": ""}}}))
+        .unwrap();
+        assert!(to_facts(&bad).kubelet.is_none());
     }
 
     #[tokio::test]

@@ -103,6 +103,225 @@ impl Pki {
     }
 }
 
+/// A CA certificate and its key, PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaPair {
+    /// The CA certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+}
+
+/// A serving certificate and its key, PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafPair {
+    /// The serving certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+}
+
+fn rcgen_time(unix: i64) -> time::OffsetDateTime {
+    rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(unix.max(0) as u64)
+}
+
+/// Generates a CA (`CN=<cn>`) valid from `now - 5 min` until `now + validity`.
+pub fn generate_ca(cn: &str, now: i64, validity: Duration) -> Result<CaPair, TlsError> {
+    let key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name.push(DnType::CommonName, cn);
+    ca.not_before = rcgen_time(now - 300);
+    ca.not_after = rcgen_time(now) + validity;
+    let cert = ca.self_signed(&key)?;
+    Ok(CaPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Issues a serving certificate for `dns_names` and `ips` signed by `ca`, valid from
+/// `now - 5 min` until `now + validity`, but never past `not_after_max` (the CA's end).
+pub fn issue_leaf(
+    ca: &CaPair,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    now: i64,
+    validity: Duration,
+    not_after_max: i64,
+) -> Result<LeafPair, TlsError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(dns_names.to_vec())?;
+    for ip in ips {
+        leaf.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    let cn = dns_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "tandem-webhook".into());
+    leaf.distinguished_name.push(DnType::CommonName, cn);
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    leaf.not_before = rcgen_time(now - 300);
+    let end = (now.saturating_add(validity.as_secs() as i64)).min(not_after_max);
+    leaf.not_after = rcgen_time(end);
+    let cert = leaf.signed_by(&key, &issuer)?;
+    Ok(LeafPair {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// What tandem needs to know about one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The certificate (DER), to compare certificates exactly.
+    pub der: Vec<u8>,
+    /// Subject, as text (`CN=...`).
+    pub subject: String,
+    /// Issuer, as text.
+    pub issuer: String,
+    /// notBefore, Unix seconds.
+    pub not_before: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// DNS subject alternative names.
+    pub dns_names: Vec<String>,
+    /// IP subject alternative names.
+    pub ips: Vec<IpAddr>,
+    /// Whether it is a CA (basicConstraints CA:TRUE).
+    pub is_ca: bool,
+}
+
+impl CertInfo {
+    /// Reads one certificate (DER).
+    pub fn from_der(der: &[u8]) -> Result<Self, TlsError> {
+        use x509_parser::extensions::GeneralName;
+        let (_, x) = x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Pem {
+            what: "certificate".into(),
+            problem: e.to_string(),
+        })?;
+        let mut dns_names = Vec::new();
+        let mut ips = Vec::new();
+        if let Ok(Some(san)) = x.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => dns_names.push((*d).to_string()),
+                    GeneralName::IPAddress(b) => {
+                        if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                            ips.push(IpAddr::from(a));
+                        } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                            ips.push(IpAddr::from(a));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(Self {
+            der: der.to_vec(),
+            subject: x.subject().to_string(),
+            issuer: x.issuer().to_string(),
+            not_before: x.validity().not_before.timestamp(),
+            not_after: x.validity().not_after.timestamp(),
+            dns_names,
+            ips,
+            is_ca: x.is_ca(),
+        })
+    }
+
+    /// Reads every certificate of a PEM text, in order.
+    pub fn all_from_pem(pem: &[u8]) -> Result<Vec<Self>, TlsError> {
+        let ders: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Pem {
+                what: "certificate".into(),
+                problem: e.to_string(),
+            })?;
+        ders.iter().map(|d| Self::from_der(d)).collect()
+    }
+
+    /// Reads the first certificate of a PEM text.
+    pub fn first_from_pem(pem: &[u8]) -> Result<Self, TlsError> {
+        Self::all_from_pem(pem)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| TlsError::Pem {
+                what: "certificate".into(),
+                problem: "no CERTIFICATE block found".into(),
+            })
+    }
+
+    /// This certificate as PEM.
+    pub fn to_pem(&self) -> String {
+        pem_encode(&self.der)
+    }
+}
+
+/// PEM text of one certificate (DER).
+pub fn pem_encode(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Checks that `leaf_pem` (a serving certificate, optionally followed by intermediates)
+/// verifies against the CAs in `bundle_pem` for `server_name` at time `now`, as the API
+/// server does with a webhook's `caBundle`. `Err` says why not.
+pub fn verify_leaf(
+    bundle_pem: &[u8],
+    leaf_pem: &[u8],
+    server_name: &str,
+    now: i64,
+) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(bundle_pem) {
+        let c = c.map_err(|e| format!("caBundle: {e}"))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("caBundle: unusable CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the caBundle holds no certificate".into());
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("serving certificate: {e}"))?;
+    let Some((leaf, rest)) = chain.split_first() else {
+        return Err("no serving certificate".into());
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| format!("{server_name:?}: {e}"))?;
+    let when =
+        rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(now.max(0) as u64));
+    verifier
+        .verify_server_cert(leaf, rest, &name, &[], when)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

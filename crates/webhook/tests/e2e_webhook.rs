@@ -260,7 +260,7 @@ async fn e2e_deployment_gets_native_sidecars_and_opt_out_works() {
         &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
     );
     wait_until(
-        "an Injected event on the ReplicaSet",
+        "a PatchedAtAdmission event on the ReplicaSet",
         Duration::from_secs(30),
         || async {
             Ok(events
@@ -269,12 +269,13 @@ async fn e2e_deployment_gets_native_sidecars_and_opt_out_works() {
                 .items
                 .iter()
                 .any(|e| {
-                    e.data["reason"] == "Injected" && e.data["regarding"]["kind"] == "ReplicaSet"
+                    e.data["reason"] == "PatchedAtAdmission"
+                        && e.data["regarding"]["kind"] == "ReplicaSet"
                 }))
         },
     )
     .await
-    .expect("Injected event");
+    .expect("PatchedAtAdmission event");
 
     // Opt-out by pod label: the objectSelector keeps the API server from even calling us.
     let before = hook.metrics_text();

@@ -4,15 +4,14 @@
 //! decisions are `tandem_core::adopt`'s.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use tandem_core::adopt::{AdoptOutcome, Adopter, Adoption};
 
-use crate::commands::inject::{self, KnowledgeArgs, Output};
-use crate::input;
+use crate::commands::inject::{self, KnowledgeArgs, Output, Writer};
+use crate::input::{self, Item};
 
 /// Flags of `tandem adopt`.
 #[derive(Debug, clap::Args)]
@@ -106,34 +105,42 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.report {
         return crate::commands::adopt_report::run(&adopter, &args.knowledge, args.output);
     }
-    let sources = input::read_sources(&args.files, args.recursive)?;
-    let mut documents = Vec::new();
+    let files = input::list_files(&args.files, args.recursive)?;
+    let mut out = Writer::new(args.output, args.patch);
     let mut errors = Vec::new();
     let mut summary = Summary::default();
-    for source in &sources {
-        for doc in &source.documents {
-            let at = input::locate(source, doc);
-            let outcome = match adopter.adopt_document(&doc.value) {
-                Ok(o) => o,
-                Err(e) => {
-                    errors.push(format!("{at}: {e}"));
-                    continue;
-                }
-            };
-            let mut value = doc.value.clone();
-            if let Err(e) = tandem_core::patch::apply(&mut value, &outcome.patch) {
-                errors.push(format!(
-                    "{at}: internal error, the patch does not apply: {e}"
-                ));
+    for item in input::read_all(files) {
+        let (source, doc) = match item {
+            Item::BadFile(e) => {
+                errors.push(e);
                 continue;
             }
-            for (loc, pod) in &outcome.pods {
-                if args.explain {
-                    explain_pod(&format!("{at}: {}", loc.object), &loc.base, pod);
-                }
-                summary.add(pod);
+            Item::Document(source, doc) => (source, doc),
+        };
+        let at = input::locate(&source, &doc);
+        let outcome = match adopter.adopt_document(&doc.value) {
+            Ok(o) => o,
+            Err(e) => {
+                errors.push(format!("{at}: {e}"));
+                continue;
             }
-            documents.push((value, outcome.patch));
+        };
+        let mut value = doc.value;
+        if let Err(e) = tandem_core::patch::apply(&mut value, &outcome.patch) {
+            errors.push(format!(
+                "{at}: internal error, the patch does not apply: {e}"
+            ));
+            continue;
+        }
+        for (loc, pod) in &outcome.pods {
+            if args.explain {
+                explain_pod(&format!("{at}: {}", loc.object), &loc.base, pod);
+            }
+            summary.add(pod);
+        }
+        if errors.is_empty() {
+            out.document(value, outcome.patch)
+                .context("cannot write the temporary output")?;
         }
     }
     if !errors.is_empty() {
@@ -146,12 +153,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if !args.quiet && !args.explain {
         summary.print();
     }
-    let out = inject::render(&documents, args.output, args.patch);
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("cannot write to stdout")?;
+    out.finish().context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,4 +1,5 @@
-//! Test helpers: an HTTPS/1.1 keep-alive client that trusts a given CA (hyper + rustls).
+//! Test helpers: an HTTPS/1.1 keep-alive client that trusts a given CA (hyper + rustls),
+//! and a hand-written HTTP/1.1 exchange that tells a lost request from an answered one.
 
 #![allow(dead_code)]
 
@@ -11,6 +12,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A TLS connector that trusts only `ca_pem`.
 pub fn connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
@@ -140,4 +142,59 @@ pub fn realistic_pod() -> serde_json::Value {
             "enableServiceLinks": true
         }
     })
+}
+
+/// A TLS connection to the webhook.
+pub type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Opens a TLS connection (no HTTP yet).
+pub async fn tls(addr: SocketAddr, ca: &str) -> std::io::Result<Tls> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    connector(ca)
+        .connect(
+            ServerName::try_from("localhost").expect("name").to_owned(),
+            tcp,
+        )
+        .await
+}
+
+/// One HTTP/1.1 request written by hand; the response read by hand. `Err` when the
+/// connection ended before a whole response: the request was lost.
+pub async fn exchange(s: &mut Tls, body: &[u8]) -> Result<(u16, bool), String> {
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    s.write_all(body).await.map_err(|e| format!("write: {e}"))?;
+    s.flush().await.map_err(|e| format!("flush: {e}"))?;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "connection closed after {} bytes of response",
+                data.len()
+            ));
+        }
+        data.extend_from_slice(&buf[..n]);
+        let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if data.len() >= end + 4 + len {
+            let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let close = head.lines().any(|l| l == "connection: close");
+            return Ok((status, close));
+        }
+    }
 }

@@ -39,6 +39,8 @@ enum Command {
     LabelNodes(commands::label_nodes::Args),
     /// Find sidecar pitfalls in manifests (what will hang, what never completes).
     Lint(commands::lint::Args),
+    /// Move the legacy sidecars that manifests already carry to native sidecars.
+    Adopt(commands::adopt::Args),
     /// Print the CLI's version, and with --server the installed webhook's.
     Version(commands::version::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::LabelNodes(args) => commands::label_nodes::run(args),
         Command::Lint(args) => commands::lint::run(args),
+        Command::Adopt(args) => commands::adopt::run(args),
         Command::Version(args) => commands::version::run(args),
         Command::Completion(args) => commands::completion::run(
             args,

@@ -44,6 +44,9 @@ pub struct Config {
     /// Volumes the sidecars mount: ordinary Kubernetes `Volume` objects, kept raw.
     #[serde(default)]
     pub volumes: Vec<Value>,
+    /// Which regular containers `tandem adopt` recognises as legacy sidecars.
+    #[serde(default)]
+    pub adopt: crate::adopt::AdoptConfig,
     /// Kinds beyond the built-in ones that carry a pod template (OpenShift
     /// `DeploymentConfig`, Argo `Rollout`, …), each with the path of its template.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -308,6 +311,12 @@ impl Config {
                 problem: "must be more than 0s".into(),
             });
         }
+        self.adopt
+            .validate()
+            .map_err(|problem| ConfigError::Field {
+                field: "adopt",
+                problem,
+            })?;
         if !self.shim.path.starts_with('/') {
             return Err(ConfigError::Field {
                 field: "shim.path",

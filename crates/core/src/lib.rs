@@ -13,6 +13,9 @@
 //! [`plan`] (which placement, through [`compat`] and [`scheduling`]) →
 //! [`inject`] (the patch, built with [`patch`]).
 //!
+//! [`adopt`] is a second plan over the same pod facts and compatibility model: it
+//! moves the legacy sidecars a pod already has to native sidecars ([`adopt::Adopter`]).
+//!
 //! Sidecar objects: [`api`] holds the `Sidecar`/`ClusterSidecar` types and their CRDs,
 //! [`catalog`] checks objects and decides which ones a pod gets ([`selector`] for label
 //! selectors), [`status`] reads and writes the `tandem.dev/status` annotation, and
@@ -20,6 +23,7 @@
 //! [`Injector::inject_pod_with`](inject::Injector::inject_pod_with) and
 //! [`Injector::inject_document_with`](inject::Injector::inject_document_with).
 
+pub mod adopt;
 pub mod api;
 pub mod catalog;
 pub mod compat;

@@ -17,6 +17,14 @@ pub const NODE_EVIDENCE_ANNOTATION: &str = "tandem.dev/native-sidecars-evidence"
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 /// Annotation the kubelet puts on mirror pods of static pods (never injected).
 pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// Pod annotation naming regular containers that `adopt` should treat as legacy
+/// sidecars (`a,b`), besides those the recognition list matches.
+pub const ADOPT_ANNOTATION: &str = "tandem.dev/adopt";
+/// Namespace and pod label that opts in (`enabled`) or out (`disabled`) of the
+/// webhook's adopt mode; a pod labelled `disabled` is never adopted, offline either.
+pub const ADOPT_LABEL: &str = "tandem.dev/adopt";
+/// Pod annotation written by `adopt`: which sidecars it moved, and what it stripped.
+pub const ADOPTED_ANNOTATION: &str = "tandem.dev/adopted";
 
 /// The shared `emptyDir` through which the two copies of a universal sidecar talk.
 pub const STATE_VOLUME: &str = "tandem-state";

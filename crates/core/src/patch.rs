@@ -1,11 +1,12 @@
 //! Building RFC 6902 JSON Patches that touch only what they add.
 //!
-//! Every change tandem makes is an `add` at the narrowest path that exists, so a
-//! pod's other fields, known or not, are never rewritten.
+//! Every change `inject` makes is an `add` at the narrowest path that exists, so a
+//! pod's other fields, known or not, are never rewritten. `adopt` adds `move` (a
+//! container object carried verbatim) and, only when asked, `remove`.
 
 use std::fmt;
 
-use json_patch::{AddOperation, PatchOperation};
+use json_patch::{AddOperation, MoveOperation, PatchOperation, RemoveOperation};
 use jsonptr::PointerBuf;
 use serde_json::Value;
 
@@ -119,6 +120,23 @@ impl PatchBuilder {
                 self.add(path, Value::Object(m));
             }
         }
+    }
+
+    /// Moves the value at `from` to `to` verbatim (RFC 6902 `move`): nothing of it is
+    /// re-encoded, so fields tandem doesn't know survive. Used by `adopt`.
+    pub fn move_to(&mut self, from: &Path, to: &Path) {
+        self.ops.push(PatchOperation::Move(MoveOperation {
+            from: from.pointer(),
+            path: to.pointer(),
+        }));
+    }
+
+    /// Removes the value at `path` (RFC 6902 `remove`). Used by `adopt` only for the
+    /// workarounds it was asked to strip, each one named in its output.
+    pub fn remove(&mut self, path: &Path) {
+        self.ops.push(PatchOperation::Remove(RemoveOperation {
+            path: path.pointer(),
+        }));
     }
 
     /// The operations so far.

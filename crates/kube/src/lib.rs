@@ -9,7 +9,8 @@
 //! - [`cluster::server_version`] and [`cluster::apiserver_gate`] for the API server;
 //! - [`cluster::list_all`] for paginated lists (nodes, pods, webhooks);
 //! - [`nodes::read_gates`] for every node's `SidecarContainers` metric through the
-//!   API server's node proxy, with bounded concurrency and a per-node timeout.
+//!   API server's node proxy, with bounded concurrency and a per-node timeout;
+//! - [`workloads::list_workloads`] for every pod-carrying workload as raw JSON.
 //!
 //! Errors ([`error::KubeError`]) say which verb on which resource was refused, so a
 //! check can tell its user which permission it needed.
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod connect;
 pub mod error;
 pub mod nodes;
+pub mod workloads;
 
 pub use connect::{ClusterArgs, connect};
 pub use error::{Access, KubeError};

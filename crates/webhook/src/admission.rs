@@ -75,6 +75,8 @@ pub enum Outcome {
     Ignored,
     /// The body was not an AdmissionReview: HTTP 400.
     Invalid,
+    /// Adopt mode moved legacy sidecars to native sidecars.
+    Adopted,
 }
 
 impl Outcome {
@@ -89,6 +91,7 @@ impl Outcome {
             Outcome::StripDenied(_) => "denied_stripped",
             Outcome::Ignored => "ignored",
             Outcome::Invalid => "invalid",
+            Outcome::Adopted => "adopted",
         }
     }
 
@@ -238,6 +241,16 @@ pub fn review(body: &[u8], ctx: &Context<'_>) -> Answer {
 
 /// [`review`] with sidecar objects: each pod also gets the objects that select it.
 pub fn review_with(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>) -> Answer {
+    review_as(body, ctx, objects, false)
+}
+
+/// Answers one `/adopt` request body: adopt mode ([`crate::adopt`]) instead of injection;
+/// the same envelope handling.
+pub fn review_adopt(body: &[u8], ctx: &Context<'_>) -> Answer {
+    review_as(body, ctx, None, true)
+}
+
+fn review_as(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>, adopt: bool) -> Answer {
     let parsed: ReviewIn = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return invalid(format!("not an AdmissionReview: {e}")),
@@ -314,6 +327,19 @@ pub fn review_with(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>)
             answer.detail = "the review carries no Pod object: allowed unchanged".into();
             resp.warnings
                 .push("tandem: the review carried no Pod object; allowed unchanged".into());
+        }
+        (true, None, _, Some(obj)) if adopt => {
+            let a = crate::adopt::decide(obj, ctx, ctx.namespace);
+            resp.warnings.extend(a.warnings);
+            answer.detail = a.detail;
+            answer.outcome = if a.moved {
+                Outcome::Adopted
+            } else {
+                Outcome::Skipped
+            };
+            if !a.patch.is_empty() {
+                set_patch(&a.patch, ctx.encoding, &mut resp, &mut answer);
+            }
         }
         (true, None, _, Some(obj)) if verifiable(obj) => {
             verify_answer(&req, obj, ctx, &mut resp, &mut answer);

@@ -142,6 +142,11 @@ pub struct InstallArgs {
     /// separated, e.g. `--selector=pool=general`).
     #[arg(long, value_delimiter = ',')]
     pub label_nodes_args: Vec<String>,
+    /// Also register adopt mode (`/adopt`): legacy sidecars that other webhooks inject
+    /// become native sidecars where nodes allow it, in namespaces labelled
+    /// `tandem.dev/adopt=enabled` and for pods labelled so (failurePolicy Ignore).
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 /// Something that stops rendering.
@@ -590,6 +595,9 @@ fn webhook_configuration(args: &InstallArgs, labels: &Value, ca_bundle: Option<&
             json!({"key": "tandem.dev/inject", "operator": "NotIn", "values": ["enabled"]}),
             json!({"matchLabels": {"tandem.dev/inject": "enabled"}}),
         ));
+    }
+    if args.adopt {
+        hooks.extend(crate::adopt::registrations(hook));
     }
     let mut metadata = json!({"name": WEBHOOK_CONFIGURATION, "labels": labels});
     if args.tls == TlsMode::CertManager {

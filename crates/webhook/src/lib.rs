@@ -21,6 +21,7 @@
 //! [`InstallArgs`].
 
 pub mod admission;
+pub mod adopt;
 pub mod edge;
 pub mod events;
 pub mod install;

@@ -28,7 +28,7 @@ pub const LATENCY_BUCKETS: [f64; 21] = [
 ];
 
 /// Every `outcome` label of the request metrics.
-pub const OUTCOMES: [&str; 10] = [
+pub const OUTCOMES: [&str; 11] = [
     "injected",
     "skipped",
     "denied",
@@ -39,6 +39,7 @@ pub const OUTCOMES: [&str; 10] = [
     "repaired",
     "fell_back",
     "denied_stripped",
+    "adopted",
 ];
 /// The outcomes whose `mode` label is a placement (the others carry `none`).
 const PLACED_OUTCOMES: [&str; 4] = ["injected", "repaired", "fell_back", "denied_stripped"];

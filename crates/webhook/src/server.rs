@@ -474,6 +474,8 @@ fn router(state: Arc<AppState>, timeout: Duration) -> Router {
     let mutate_routes = Router::new()
         .route("/mutate", post(mutate_enabled))
         .route("/mutate/labelled", post(mutate_labelled))
+        .route("/adopt", post(adopt_enabled))
+        .route("/adopt/labelled", post(adopt_labelled))
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| async move {
                 match tokio::time::timeout(timeout, next.run(req)).await {
@@ -494,11 +496,37 @@ fn router(state: Arc<AppState>, timeout: Duration) -> Router {
 }
 
 async fn mutate_enabled(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    admit_and_mutate(state, req, NamespaceOptIn::Enabled).await
+    admit_and_mutate(state, req, NamespaceOptIn::Enabled, admission::review_with).await
 }
 
 async fn mutate_labelled(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    admit_and_mutate(state, req, NamespaceOptIn::NotEnabled).await
+    admit_and_mutate(
+        state,
+        req,
+        NamespaceOptIn::NotEnabled,
+        admission::review_with,
+    )
+    .await
+}
+
+async fn adopt_enabled(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    admit_and_mutate(state, req, NamespaceOptIn::Enabled, review_adopt).await
+}
+
+async fn adopt_labelled(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    admit_and_mutate(state, req, NamespaceOptIn::NotEnabled, review_adopt).await
+}
+
+/// How one route answers a review body: injection ([`admission::review_with`]) or adopt
+/// mode ([`admission::review_adopt`], which takes no sidecar objects).
+type ReviewFn = fn(&[u8], &Context<'_>, Option<admission::Objects<'_>>) -> admission::Answer;
+
+fn review_adopt(
+    body: &[u8],
+    ctx: &Context<'_>,
+    _objects: Option<admission::Objects<'_>>,
+) -> admission::Answer {
+    admission::review_adopt(body, ctx)
 }
 
 /// Reserves room for the body, reads it, reserves room to decode it, and decodes and
@@ -508,6 +536,7 @@ async fn admit_and_mutate(
     state: Arc<AppState>,
     req: Request,
     namespace: NamespaceOptIn,
+    review: ReviewFn,
 ) -> Response {
     let start = Instant::now();
     let length = req
@@ -546,7 +575,7 @@ async fn admit_and_mutate(
     }
     let worker_state = state.clone();
     let work = tokio::task::spawn_blocking(move || {
-        let resp = mutate(&worker_state, &body, namespace);
+        let resp = mutate(&worker_state, &body, namespace, review);
         drop(body);
         let large = held.work_bytes > 8 << 20;
         drop(held);
@@ -582,7 +611,7 @@ fn refuse(state: &AppState, refusal: Refusal, start: Instant) -> Response {
     }
 }
 
-fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn) -> Response {
+fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn, review: ReviewFn) -> Response {
     let start = Instant::now();
     let snap = state.knowledge.current();
     let ctx = Context {
@@ -598,9 +627,7 @@ fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn) -> Response 
         catalog: &o.catalog,
         synced: o.synced,
     });
-    let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        admission::review_with(body, &ctx, objects)
-    })) {
+    let answer = match std::panic::catch_unwind(AssertUnwindSafe(|| review(body, &ctx, objects))) {
         Ok(a) => a,
         Err(_) => {
             state.metrics.panics.inc();
@@ -631,6 +658,7 @@ fn mutate(state: &AppState, body: &[u8], namespace: NamespaceOptIn) -> Response 
         .observe(outcome.label(), outcome.mode_label(), elapsed.as_secs_f64());
     match outcome {
         admission::Outcome::Injected(_)
+        | admission::Outcome::Adopted
         | admission::Outcome::Denied
         | admission::Outcome::Repaired(_)
         | admission::Outcome::FellBack(_)

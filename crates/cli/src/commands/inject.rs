@@ -102,12 +102,12 @@ pub struct KnowledgeArgs {
     from_cluster: bool,
 
     #[command(flatten)]
-    cluster: tandem_kube::ClusterArgs,
+    pub(crate) cluster: tandem_kube::ClusterArgs,
 }
 
-/// Output formats.
+/// Output formats (shared with `tandem adopt`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Yaml,
     Json,
 }
@@ -387,7 +387,7 @@ impl Report {
 }
 
 /// Renders documents in the output format into a [`Spool`].
-struct Writer {
+pub(crate) struct Writer {
     output: Output,
     patch: bool,
     spool: Spool,
@@ -399,7 +399,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(output: Output, patch: bool) -> Self {
+    pub(crate) fn new(output: Output, patch: bool) -> Self {
         Self {
             output,
             patch,
@@ -410,7 +410,7 @@ impl Writer {
         }
     }
 
-    fn document(
+    pub(crate) fn document(
         &mut self,
         doc: Value,
         ops: Vec<json_patch::PatchOperation>,
@@ -455,7 +455,7 @@ impl Writer {
     }
 
     /// Ends the output and copies it to stdout.
-    fn finish(mut self) -> std::io::Result<()> {
+    pub(crate) fn finish(mut self) -> std::io::Result<()> {
         if let (Output::Json, false) = (self.output, self.patch) {
             let tail = match (self.count, self.first.take()) {
                 (0, _) => json_pretty(&json!({"apiVersion": "v1", "kind": "List", "items": []})),

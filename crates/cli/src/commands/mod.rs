@@ -1,5 +1,7 @@
 //! One module per subcommand; each parses its flags and calls a library.
 
+pub mod adopt;
+pub mod adopt_report;
 pub mod completion;
 pub mod doctor;
 pub mod inject;

@@ -41,8 +41,15 @@ cleanup() {
   ctr -a "$SOCK" -n tandem tasks ls -q 2>/dev/null | while read -r t; do ctr -a "$SOCK" -n tandem tasks kill -s KILL "$t" 2>/dev/null || true; done
   kill -TERM "$CPID" 2>/dev/null || true
   wait "$CPID" 2>/dev/null || true
-  # Snapshot mounts are gone with the containers; what is left is plain files.
-  if [[ $rc == 0 ]]; then rm -rf "$D"; else log "containerd state kept in $D (log: $D/containerd.log)"; fi
+  # A task's rootfs can stay mounted after containerd stops: unmount whatever is left
+  # under the state dir (deepest first) before removing it.
+  awk -v d="$D" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  if [[ $rc == 0 ]]; then
+    rm -rf "$D" || log "could not remove $D"
+  else
+    log "containerd state kept in $D (log: $D/containerd.log)"
+  fi
   exit "$rc"
 }
 trap cleanup EXIT

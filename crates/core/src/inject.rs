@@ -915,25 +915,7 @@ impl<'a> Build<'a> {
             if !host.is_empty() {
                 obj.insert("ports".into(), Value::Array(host));
             }
-            let named: HashMap<String, Value> = ports
-                .iter()
-                .filter_map(|p| {
-                    Some((
-                        p.get("name")?.as_str()?.to_string(),
-                        p.get("containerPort")?.clone(),
-                    ))
-                })
-                .collect();
-            for key in [
-                "startupProbe",
-                "livenessProbe",
-                "readinessProbe",
-                "lifecycle",
-            ] {
-                if let Some(v) = obj.get_mut(key) {
-                    resolve_named_ports(v, &named);
-                }
-            }
+            number_named_ports(obj, &ports);
         }
         c
     }
@@ -1001,25 +983,7 @@ impl<'a> Build<'a> {
                         continue;
                     };
                     // Probes and hooks that named a dropped port get its number.
-                    let named: HashMap<String, Value> = ports
-                        .iter()
-                        .filter_map(|p| {
-                            Some((
-                                p.get("name")?.as_str()?.to_string(),
-                                p.get("containerPort")?.clone(),
-                            ))
-                        })
-                        .collect();
-                    for key in [
-                        "startupProbe",
-                        "livenessProbe",
-                        "readinessProbe",
-                        "lifecycle",
-                    ] {
-                        if let Some(v) = obj.get_mut(key) {
-                            resolve_named_ports(v, &named);
-                        }
-                    }
+                    number_named_ports(obj, &ports);
                 }
                 self.warnings.push(format!(
                     "hostNetwork pod: sidecar ports of {what} left out (hostNetworkPorts: drop): \
@@ -1147,6 +1111,30 @@ fn wrap_command(c: &mut Value, shim: &str, role: &str) {
         command.extend(orig.iter().cloned());
     }
     obj.insert("command".into(), Value::Array(command));
+}
+
+/// In a container's probes and lifecycle hooks, replaces the names of `ports` (whose
+/// declarations the container no longer carries) with their numbers.
+fn number_named_ports(container: &mut Map<String, Value>, ports: &[Value]) {
+    let named: HashMap<String, Value> = ports
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.get("name")?.as_str()?.to_string(),
+                p.get("containerPort")?.clone(),
+            ))
+        })
+        .collect();
+    for key in [
+        "startupProbe",
+        "livenessProbe",
+        "readinessProbe",
+        "lifecycle",
+    ] {
+        if let Some(v) = container.get_mut(key) {
+            resolve_named_ports(v, &named);
+        }
+    }
 }
 
 /// Replaces `port: <name>` in probe and hook handlers (`httpGet`, `tcpSocket`) with

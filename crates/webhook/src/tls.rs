@@ -77,20 +77,7 @@ impl Pki {
         let issuer = Issuer::new(ca, ca_key);
 
         let key = KeyPair::generate()?;
-        let mut leaf = CertificateParams::new(dns_names.to_vec())?;
-        for ip in ips {
-            leaf.subject_alt_names.push(SanType::IpAddress(*ip));
-        }
-        let cn = dns_names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "tandem-webhook".into());
-        leaf.distinguished_name.push(DnType::CommonName, cn);
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        leaf.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        let mut leaf = server_params(dns_names, ips)?;
         leaf.not_before = not_before;
         leaf.not_after = not_after;
         let cert = leaf.signed_by(&key, &issuer)?;
@@ -145,19 +132,9 @@ pub fn generate_ca(cn: &str, now: i64, validity: Duration) -> Result<CaPair, Tls
     })
 }
 
-/// Issues a serving certificate for `dns_names` and `ips` signed by `ca`, valid from
-/// `now - 5 min` until `now + validity`, but never past `not_after_max` (the CA's end).
-pub fn issue_leaf(
-    ca: &CaPair,
-    dns_names: &[String],
-    ips: &[IpAddr],
-    now: i64,
-    validity: Duration,
-    not_after_max: i64,
-) -> Result<LeafPair, TlsError> {
-    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
-    let key = KeyPair::generate()?;
+/// A serving certificate's parameters: the DNS and IP SANs, the first name as CN,
+/// server-auth usage. Validity is the caller's.
+fn server_params(dns_names: &[String], ips: &[IpAddr]) -> Result<CertificateParams, TlsError> {
     let mut leaf = CertificateParams::new(dns_names.to_vec())?;
     for ip in ips {
         leaf.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -172,6 +149,23 @@ pub fn issue_leaf(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
+    Ok(leaf)
+}
+
+/// Issues a serving certificate for `dns_names` and `ips` signed by `ca`, valid from
+/// `now - 5 min` until `now + validity`, but never past `not_after_max` (the CA's end).
+pub fn issue_leaf(
+    ca: &CaPair,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    now: i64,
+    validity: Duration,
+    not_after_max: i64,
+) -> Result<LeafPair, TlsError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut leaf = server_params(dns_names, ips)?;
     leaf.not_before = rcgen_time(now - 300);
     let end = (now.saturating_add(validity.as_secs() as i64)).min(not_after_max);
     leaf.not_after = rcgen_time(end);

@@ -4,7 +4,7 @@
 # gcc), builds the three kubelets from source (cached in ~/.cache/tandem/bin), tandem and a
 # static tandem-shim, the images (no Docker), brings up the control plane of e2e/cluster
 # (own state dir and ports) and one containerd + kubelet per behaviour, runs
-# e2e/tests/kubelets.rs, and always tears everything down. Prints the durations.
+# e2e/tests/kubelets/, and always tears everything down. Prints the durations.
 # Extra arguments go to the test binary (e.g. a test name filter).
 # Environment: TANDEM_KUBELETS_STATE (default /var/lib/tandem-kubelets),
 # TANDEM_KUBELETS_KEEP_STATE=1 (keep logs), TANDEM_KUBELET_NODES="k-new k-old" (a subset),

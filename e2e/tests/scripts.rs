@@ -65,11 +65,16 @@ fn real_kubelet_tests_have_their_own_switch() {
     assert!(
         manifest.contains("name = \"kubelets\"")
             && manifest.contains("required-features = [\"real-kubelets\"]"),
-        "tests/kubelets.rs must need the real-kubelets feature, or ci.sh counts it as passed"
+        "tests/kubelets/ must need the real-kubelets feature, or ci.sh counts it as passed"
     );
     assert!(read("e2e/kubelets/run.sh").contains("--features real-kubelets --test kubelets"));
-    let tests = read("e2e/tests/kubelets.rs");
-    assert!(!tests.contains("return None"), "no silent skip left");
+    for file in ["main.rs", "adopt.rs", "strip.rs"] {
+        let tests = read(&format!("e2e/tests/kubelets/{file}"));
+        assert!(
+            !tests.contains("return None"),
+            "no silent skip left in {file}"
+        );
+    }
 }
 
 #[test]

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+mod adopt;
+mod strip;
+
 const NEW: &str = "k-new";
 const K128: &str = "k-128";
 const OLD: &str = "k-old";

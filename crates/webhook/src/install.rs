@@ -390,11 +390,8 @@ fn self_managed_rbac(args: &InstallArgs, labels: &Value) -> Vec<Value> {
             "metadata": {"name": APP, "namespace": ns, "labels": labels},
             "rules": [
                 {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret],
-                 "verbs": ["get", "list", "watch", "update", "patch"]},
+                 "verbs": ["get", "list", "watch", "update"]},
                 {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [secret],
-                 "verbs": ["get", "update"]},
-                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             ]
         }),
         json!({

@@ -333,3 +333,223 @@ async fn e2e_self_managed_tls_patches_reuses_and_rotates_without_failed_creates(
     b.shutdown(Duration::from_secs(1)).await.expect("stop b");
     ns.delete().await.expect("delete namespace");
 }
+
+/// install's objects of `kinds`, rendered for namespace `ns`.
+fn install_objects(ns: &str, kinds: &[&str]) -> Vec<serde_json::Value> {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: tandem_webhook::install::InstallArgs,
+    }
+    let args = Cli::parse_from(["install", "-n", ns]).args;
+    tandem_webhook::install::objects(&args)
+        .expect("install objects")
+        .into_iter()
+        .filter(|o| kinds.iter().any(|k| o["kind"] == *k))
+        .collect()
+}
+
+/// A client authenticated as `ns`'s ServiceAccount `sa` (a TokenRequest), through a
+/// kubeconfig written next to the cluster's state.
+async fn service_account_client(
+    cluster: &TestCluster,
+    admin: &kube::Client,
+    ns: &str,
+    sa: &str,
+) -> kube::Client {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    let req = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request(sa, &PostParams::default(), &req)
+        .await
+        .expect("token request")
+        .status
+        .expect("token status")
+        .token;
+    let path = cluster.state_dir().join(format!("kubeconfig-{ns}-{sa}"));
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {
+            "server": cluster.server_url(),
+            "certificate-authority": cluster.ca_cert()}}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {"cluster": "e2e", "user": sa}}],
+        "current-context": sa,
+    });
+    std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
+    tandem_testcluster::client_from(&path)
+        .await
+        .expect("service account client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a control plane: bash e2e/ci.sh"]
+async fn e2e_self_managed_tls_needs_no_more_than_installs_rbac() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    tandem_testcluster::install_crypto_provider();
+    let cluster = TestCluster::connect().await.expect("control plane");
+    let admin = cluster.client().await.expect("client");
+    let ns = cluster.namespace("tw-rbac").await.expect("namespace");
+    let mwc_name = unique_name("tandem-e2e-rbac");
+
+    // tandem install's ServiceAccount, Role and RoleBinding as they are; its ClusterRole
+    // and binding under unique names, the webhook configuration's resourceName pointed
+    // at this test's configuration (install's is `tandem`).
+    let role_name = unique_name("tandem-e2e-rbac");
+    for mut obj in install_objects(
+        ns.name(),
+        &[
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        ],
+    ) {
+        let pp = PostParams::default();
+        match obj["kind"].as_str().unwrap_or_default() {
+            "ServiceAccount" => {
+                let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+                    Api::namespaced(admin.clone(), ns.name());
+                api.create(&pp, &serde_json::from_value(obj).expect("sa"))
+                    .await
+                    .expect("create sa");
+            }
+            "Role" => {
+                let api: Api<Role> = Api::namespaced(admin.clone(), ns.name());
+                api.create(&pp, &serde_json::from_value(obj).expect("role"))
+                    .await
+                    .expect("create role");
+            }
+            "RoleBinding" => {
+                let api: Api<RoleBinding> = Api::namespaced(admin.clone(), ns.name());
+                api.create(&pp, &serde_json::from_value(obj).expect("rb"))
+                    .await
+                    .expect("create rolebinding");
+            }
+            "ClusterRole" if obj["metadata"]["name"] == tandem_webhook::install::APP => {
+                obj["metadata"]["name"] = json!(role_name);
+                for rule in obj["rules"].as_array_mut().expect("rules") {
+                    if rule["resources"][0] == "mutatingwebhookconfigurations" {
+                        rule["resourceNames"] = json!([mwc_name]);
+                    }
+                }
+                let api: Api<ClusterRole> = Api::all(admin.clone());
+                api.create(&pp, &serde_json::from_value(obj).expect("cr"))
+                    .await
+                    .expect("create clusterrole");
+            }
+            "ClusterRoleBinding" if obj["metadata"]["name"] == tandem_webhook::install::APP => {
+                obj["metadata"]["name"] = json!(role_name);
+                obj["roleRef"]["name"] = json!(role_name);
+                let api: Api<ClusterRoleBinding> = Api::all(admin.clone());
+                api.create(&pp, &serde_json::from_value(obj).expect("crb"))
+                    .await
+                    .expect("create clusterrolebinding");
+            }
+            _ => {}
+        }
+    }
+    let sa =
+        service_account_client(&cluster, &admin, ns.name(), tandem_webhook::install::APP).await;
+
+    // The webhook configuration exists first (as install applies it), without caBundle.
+    let mwcs: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
+    // One replica as that ServiceAccount: it creates the Secret and patches the caBundle.
+    let (hook, first) = replica(
+        &sa,
+        settings(ns.name(), "tandem-webhook-tls", &mwc_name, 3600, 7200, 600),
+    )
+    .await;
+    assert!(
+        matches!(first.step, selfmanaged::Step::Create(_)),
+        "{:?}",
+        first.step
+    );
+    let mwc: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": mwc_name, "labels": {"tandem.dev/e2e": "true"}},
+        "webhooks": [{
+            "name": "pods.rbac-e2e.tandem.dev",
+            "clientConfig": {"url": format!("https://127.0.0.1:{}/mutate", hook.addr().port())},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ns.name()]}]},
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 10, "reinvocationPolicy": "Never"
+        }]
+    }))
+    .expect("mwc");
+    mwcs.create(&PostParams::default(), &mwc)
+        .await
+        .expect("register");
+    wait_until(
+        "caBundle patched by the ServiceAccount",
+        Duration::from_secs(30),
+        || async { Ok(bundle_of(&mwcs.get(&mwc_name).await?).contains("BEGIN CERTIFICATE")) },
+    )
+    .await
+    .expect("caBundle patched");
+    let bundle = first.stored.bundle_pem();
+    wait_until("replica ready", Duration::from_secs(30), || async {
+        Ok(readyz(hook.addr(), &bundle).await == 200)
+    })
+    .await
+    .expect("ready");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns.name());
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rbac-probe"},
+        "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}
+    }))
+    .expect("pod");
+    let created = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created through the webhook");
+    assert!(
+        created
+            .metadata
+            .annotations
+            .is_some_and(|a| a.contains_key("tandem.dev/status")),
+        "injected"
+    );
+
+    // And no more: other Secrets and other webhook configurations are out of reach.
+    let secrets: Api<Secret> = Api::namespaced(sa.clone(), ns.name());
+    let err = secrets
+        .get("some-other-secret")
+        .await
+        .expect_err("forbidden");
+    assert!(format!("{err}").contains("forbidden"), "{err}");
+    assert!(
+        secrets.list(&Default::default()).await.is_err(),
+        "no list of all secrets"
+    );
+    let sa_mwcs: Api<MutatingWebhookConfiguration> = Api::all(sa.clone());
+    assert!(
+        sa_mwcs.get(&mwc_name).await.is_ok(),
+        "its own configuration"
+    );
+    assert!(
+        sa_mwcs.list(&Default::default()).await.is_err(),
+        "no list of every webhook configuration"
+    );
+
+    let _ = mwcs.delete(&mwc_name, &DeleteParams::default()).await;
+    let _ = Api::<ClusterRoleBinding>::all(admin.clone())
+        .delete(&role_name, &DeleteParams::default())
+        .await;
+    let _ = Api::<ClusterRole>::all(admin.clone())
+        .delete(&role_name, &DeleteParams::default())
+        .await;
+    drop(hook);
+    ns.delete().await.expect("delete namespace");
+}

@@ -6,14 +6,16 @@
 //! are compact ([`Labels`]): label keys and most values repeat on every node, so each
 //! distinct string is held once, shared by the nodes that carry it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::compat::{self, ApiServerBehaviour, KubeletBehaviour, Verdict};
 use crate::names::NODE_LABEL;
+use crate::node_index::NodeIndex;
 use crate::version::KubeVersion;
 
 /// What is known about the API server.
@@ -26,7 +28,7 @@ pub struct ApiServerFacts {
 }
 
 /// A node taint (only the parts scheduling looks at).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Taint {
     /// Taint key.
     pub key: String,
@@ -85,6 +87,11 @@ impl Labels {
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The labels as their shared strings (for indexing without copies).
+    pub fn shared(&self) -> impl Iterator<Item = &(Arc<str>, Arc<str>)> {
+        self.0.iter()
     }
 
     /// The labels as an owned map.
@@ -171,6 +178,37 @@ pub struct ClusterKnowledge {
     /// True when `nodes` came with labels and taints (Node objects), so that a pod's
     /// node selection can be matched against them; false for bare versions.
     pub nodes_have_labels: bool,
+    /// The index of `nodes`, built by the first decision that needs it (see
+    /// [`ClusterKnowledge::node_index`]).
+    #[serde(skip)]
+    pub index: IndexCache,
+}
+
+/// Where a [`ClusterKnowledge`] keeps its [`NodeIndex`]. A clone starts empty, and two
+/// caches always compare equal: the index is derived from the nodes, not knowledge.
+#[derive(Default)]
+pub struct IndexCache(OnceLock<NodeIndex>);
+
+impl Clone for IndexCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for IndexCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for IndexCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "IndexCache(built)"
+        } else {
+            "IndexCache(empty)"
+        })
+    }
 }
 
 /// A Node object that can't be read.
@@ -346,6 +384,23 @@ impl ClusterKnowledge {
     /// What the API server does with a native sidecar.
     pub fn apiserver_behaviour(&self) -> Verdict<ApiServerBehaviour> {
         compat::apiserver(self.apiserver.version.as_ref(), self.apiserver.gate)
+    }
+
+    /// The index of the nodes, built once and kept (a snapshot's nodes don't change).
+    /// Should `nodes` have been replaced, grown or shrunk since, a fresh index is built
+    /// for this call; code that edits a node in place calls [`Self::nodes_changed`].
+    pub fn node_index(&self) -> Cow<'_, NodeIndex> {
+        let index = self.index.0.get_or_init(|| NodeIndex::build(&self.nodes));
+        if index.is_for(&self.nodes) {
+            Cow::Borrowed(index)
+        } else {
+            Cow::Owned(NodeIndex::build(&self.nodes))
+        }
+    }
+
+    /// Forgets the node index, after `nodes` was edited in place.
+    pub fn nodes_changed(&mut self) {
+        self.index = IndexCache::default();
     }
 
     /// True when nothing at all is known.

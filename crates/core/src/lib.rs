@@ -36,6 +36,7 @@ pub mod manifest;
 pub mod metrics_text;
 pub mod mode;
 pub mod names;
+pub mod node_index;
 pub mod outdated;
 pub mod patch;
 pub mod plan;

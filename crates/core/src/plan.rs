@@ -8,10 +8,12 @@ use serde_json::Value;
 
 use crate::compat::{self, ApiServerBehaviour, KubeletBehaviour};
 use crate::config::{Config, Fallback, ProbePolicy};
+use fixedbitset::FixedBitSet;
+
 use crate::knowledge::{ClusterKnowledge, NodeFacts};
 use crate::mode::{Mode, Placement};
 use crate::names::NODE_LABEL;
-use crate::scheduling;
+use crate::node_index::NodeIndex;
 
 /// Where the requested mode came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,6 +110,10 @@ pub fn decide(
 /// when nodes are unknown; a listed kubelet older than it allows proves it false for
 /// this cluster, and then it must not decide anything.
 pub fn skew_rule(k: &ClusterKnowledge) -> compat::Verdict<KubeletBehaviour> {
+    skew_rule_indexed(k, &k.node_index())
+}
+
+fn skew_rule_indexed(k: &ClusterKnowledge, index: &NodeIndex) -> compat::Verdict<KubeletBehaviour> {
     let rule = compat::kubelet_by_skew(k.apiserver.version.as_ref());
     let Some(api) = k.apiserver.version.as_ref() else {
         return rule;
@@ -116,16 +122,9 @@ pub fn skew_rule(k: &ClusterKnowledge) -> compat::Verdict<KubeletBehaviour> {
         return rule;
     }
     let oldest = compat::oldest_kubelet_minor(api);
-    let outside: Vec<&NodeFacts> = k
-        .nodes
-        .iter()
-        .filter(|n| {
-            n.kubelet
-                .as_ref()
-                .is_some_and(|v| v.major < api.major || (v.major == api.major && v.minor < oldest))
-        })
-        .collect();
-    if outside.is_empty() {
+    let outside = index.older_than(api.major, oldest);
+    let count = outside.count_ones(..);
+    if count == 0 {
         return rule;
     }
     compat::Verdict {
@@ -133,8 +132,8 @@ pub fn skew_rule(k: &ClusterKnowledge) -> compat::Verdict<KubeletBehaviour> {
         why: format!(
             "the version-skew rule (API server {api}: kubelets 1.{oldest} or later) does not hold \
              in this cluster: {} {} older",
-            summarize(&outside),
-            if outside.len() == 1 { "is" } else { "are" }
+            summarize_set(&k.nodes, &outside),
+            if count == 1 { "is" } else { "are" }
         ),
     }
 }
@@ -155,13 +154,10 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
         d.reasons.push(format!("auto chose legacy: {}", api.why));
         return;
     }
-    let skew = skew_rule(k);
-    let candidates: Vec<&NodeFacts> =
-        scheduling::candidates(pod.spec, &k.nodes, k.nodes_have_labels)
-            .into_iter()
-            .map(|i| &k.nodes[i])
-            .collect();
-    if candidates.is_empty() {
+    let index = k.node_index();
+    let skew = skew_rule_indexed(k, &index);
+    let candidates = index.candidates(pod.spec, &k.nodes, k.nodes_have_labels);
+    if candidates.is_clear() {
         let why = if k.nodes.is_empty() {
             "no node knowledge"
         } else {
@@ -186,35 +182,42 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
         return;
     }
 
-    // Classify each candidate; unknown kubelets fall back on the skew rule.
-    let mut groups: [Vec<&NodeFacts>; 4] = Default::default();
-    for node in &candidates {
-        let mut b = node.behaviour_kind();
-        if b == KubeletBehaviour::Unknown {
-            b = skew.behaviour;
+    // Classify the candidates; unknown kubelets fall back on the skew rule.
+    let class = |b: KubeletBehaviour| {
+        let mut set = candidates.clone();
+        set.intersect_with(index.of_kind(b));
+        if skew.behaviour == b && b != KubeletBehaviour::Unknown {
+            let mut unknown = candidates.clone();
+            unknown.intersect_with(index.of_kind(KubeletBehaviour::Unknown));
+            set.union_with(&unknown);
         }
-        groups[b as usize].push(node);
-    }
-    let [runs, ignores, rejects, unknown] = &groups;
-    let total = candidates.len();
+        set
+    };
+    let runs = class(KubeletBehaviour::RunsSidecars);
+    let ignores = class(KubeletBehaviour::IgnoresField);
+    let rejects = class(KubeletBehaviour::RejectsPod);
+    let unknown = if skew.behaviour == KubeletBehaviour::Unknown {
+        class(KubeletBehaviour::Unknown)
+    } else {
+        FixedBitSet::with_capacity(candidates.len())
+    };
+    let summarize = |set: &FixedBitSet| summarize_set(&k.nodes, set);
+    let (runs_n, total) = (runs.count_ones(..), candidates.count_ones(..));
 
-    if !rejects.is_empty() || !unknown.is_empty() {
+    if !rejects.is_clear() || !unknown.is_clear() {
         let mut why = Vec::new();
-        if !rejects.is_empty() {
+        if !rejects.is_clear() {
             why.push(format!(
                 "{} would reject native sidecars",
-                summarize(rejects)
+                summarize(&rejects)
             ));
         }
-        if !unknown.is_empty() {
-            why.push(format!("{} unknown", summarize(unknown)));
+        if !unknown.is_clear() {
+            why.push(format!("{} unknown", summarize(&unknown)));
         }
         let why = why.join(" and ");
-        let labelled = runs
-            .iter()
-            .filter(|n| n.labels.get(NODE_LABEL).is_some_and(|v| v == "true"))
-            .count();
-        let affinity_possible = !runs.is_empty() && (labelled > 0 || !k.nodes_have_labels);
+        let labelled = runs.intersection_count(index.labelled());
+        let affinity_possible = runs_n > 0 && (labelled > 0 || !k.nodes_have_labels);
         if config.auto_fallback == Fallback::Affinity && affinity_possible {
             d.placement = Placement::Affinity;
             d.reasons.push(format!(
@@ -234,18 +237,18 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
         }
         return;
     }
-    if ignores.is_empty() {
+    if ignores.is_clear() {
         d.placement = Placement::Native;
         d.reasons.push(format!(
             "auto chose native: all {total} candidate nodes run native sidecars"
         ));
         return;
     }
-    if runs.is_empty() {
+    if runs_n == 0 {
         d.placement = Placement::Legacy;
         d.reasons.push(format!(
             "auto chose legacy: {} too old for native sidecars",
-            summarize(ignores)
+            summarize(&ignores)
         ));
         return;
     }
@@ -255,8 +258,8 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
             d.reasons.push(format!(
                 "auto chose universal: {} of {total} candidate nodes run native sidecars, {} \
                  ignore the field",
-                runs.len(),
-                summarize(ignores)
+                runs_n,
+                summarize(&ignores)
             ));
         }
         Err(why) => {
@@ -264,7 +267,7 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
             d.reasons.push(format!(
                 "auto chose legacy: candidate nodes are mixed ({} ignore the field) and universal \
                  is not possible: {why}",
-                summarize(ignores)
+                summarize(&ignores)
             ));
         }
     }
@@ -280,29 +283,26 @@ pub fn risks(p: Placement, spec: &Value, k: &ClusterKnowledge) -> Vec<String> {
             api.why
         ));
     }
-    let candidates: Vec<&NodeFacts> = scheduling::candidates(spec, &k.nodes, k.nodes_have_labels)
-        .into_iter()
-        .map(|i| &k.nodes[i])
-        .collect();
-    let (mut rejects, mut ignores) = (Vec::new(), Vec::new());
-    for n in candidates {
-        match n.behaviour_kind() {
-            KubeletBehaviour::RejectsPod => rejects.push(n),
-            KubeletBehaviour::IgnoresField => ignores.push(n),
-            _ => {}
-        }
-    }
+    let index = k.node_index();
+    let candidates = index.candidates(spec, &k.nodes, k.nodes_have_labels);
+    let of_kind = |b: KubeletBehaviour| {
+        let mut set = candidates.clone();
+        set.intersect_with(index.of_kind(b));
+        set
+    };
+    let rejects = of_kind(KubeletBehaviour::RejectsPod);
+    let ignores = of_kind(KubeletBehaviour::IgnoresField);
     match p {
-        Placement::Native | Placement::Universal if !rejects.is_empty() => out.push(format!(
+        Placement::Native | Placement::Universal if !rejects.is_clear() => out.push(format!(
             "{p}: {} would reject this pod (InitContainerRestartPolicyForbidden)",
-            summarize(&rejects)
+            summarize_set(&k.nodes, &rejects)
         )),
         _ => {}
     }
-    if p == Placement::Native && !ignores.is_empty() {
+    if p == Placement::Native && !ignores.is_clear() {
         out.push(format!(
             "native: {} ignore restartPolicy on init containers; there the pod hangs in Init",
-            summarize(&ignores)
+            summarize_set(&k.nodes, &ignores)
         ));
     }
     out
@@ -310,10 +310,21 @@ pub fn risks(p: Placement, spec: &Value, k: &ClusterKnowledge) -> Vec<String> {
 
 /// `node a (v1.28.3), node b (v1.28.3) and 12 more` (or `2 kubelets v1.28.3`).
 pub fn summarize(nodes: &[&NodeFacts]) -> String {
-    const SHOWN: usize = 3;
-    let mut parts: Vec<String> = nodes.iter().take(SHOWN).map(|n| n.label()).collect();
-    if nodes.len() > SHOWN {
-        parts.push(format!("{} more", nodes.len() - SHOWN));
+    summarize_labels(nodes.iter().take(SHOWN).map(|n| n.label()), nodes.len())
+}
+
+/// [`summarize`] for the nodes at the positions in `set`.
+pub fn summarize_set(nodes: &[NodeFacts], set: &FixedBitSet) -> String {
+    let shown = set.ones().take(SHOWN).map(|i| nodes[i].label());
+    summarize_labels(shown, set.count_ones(..))
+}
+
+const SHOWN: usize = 3;
+
+fn summarize_labels(shown: impl Iterator<Item = String>, count: usize) -> String {
+    let mut parts: Vec<String> = shown.collect();
+    if count > SHOWN {
+        parts.push(format!("{} more", count - SHOWN));
     }
     match parts.len() {
         0 => "no nodes".into(),

@@ -21,30 +21,31 @@ pub fn can_land_on(spec: &Value, node: &NodeFacts, nodes_have_labels: bool) -> b
 
 /// A pod's node selection, read once from its spec so that thousands of nodes can be
 /// matched against it without re-reading JSON or allocating per node.
-struct NodeSelection<'a> {
-    node_name: Option<&'a str>,
-    selector: Vec<(&'a str, Option<&'a str>)>,
+pub(crate) struct NodeSelection<'a> {
+    pub(crate) node_name: Option<&'a str>,
+    pub(crate) selector: Vec<(&'a str, Option<&'a str>)>,
     /// `None`: no required node affinity. Terms are ORed.
-    terms: Option<Vec<Term<'a>>>,
-    tolerations: &'a [Value],
+    pub(crate) terms: Option<Vec<Term<'a>>>,
+    pub(crate) tolerations: &'a [Value],
 }
 
 /// One node selector term: requirements ANDed; empty matches nothing.
-struct Term<'a> {
-    labels: Vec<Requirement<'a>>,
+pub(crate) struct Term<'a> {
+    pub(crate) labels: Vec<Requirement<'a>>,
     /// Requirements on `metadata.name` (the only field the scheduler supports).
-    names: Vec<Requirement<'a>>,
-    empty: bool,
+    pub(crate) names: Vec<Requirement<'a>>,
+    pub(crate) empty: bool,
 }
 
-struct Requirement<'a> {
-    key: &'a str,
-    operator: &'a str,
-    values: Vec<&'a str>,
+/// One requirement of a term (`key operator values`).
+pub(crate) struct Requirement<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) operator: &'a str,
+    pub(crate) values: Vec<&'a str>,
 }
 
 impl<'a> NodeSelection<'a> {
-    fn of(spec: &'a Value) -> Self {
+    pub(crate) fn of(spec: &'a Value) -> Self {
         let node_name = spec
             .get("nodeName")
             .and_then(Value::as_str)
@@ -137,7 +138,7 @@ impl<'a> Requirement<'a> {
         }
     }
 
-    fn matches(&self, actual: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, actual: Option<&str>) -> bool {
         let as_int = |s: &str| s.parse::<i64>().ok();
         let bound = self.values.first().and_then(|v| as_int(v));
         match self.operator {
@@ -154,7 +155,12 @@ impl<'a> Requirement<'a> {
 }
 
 fn tolerates(tolerations: &[Value], node: &NodeFacts) -> bool {
-    node.taints
+    tolerates_all(tolerations, &node.taints)
+}
+
+/// True when `tolerations` tolerate every hard (`NoSchedule`, `NoExecute`) taint.
+pub(crate) fn tolerates_all(tolerations: &[Value], taints: &[Taint]) -> bool {
+    taints
         .iter()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
         .all(|taint| tolerations.iter().any(|tol| toleration_matches(tol, taint)))

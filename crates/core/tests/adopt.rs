@@ -25,6 +25,7 @@ fn cluster(kubelets: &[&str], apiserver: Option<&str>) -> ClusterKnowledge {
             .map(|v| NodeFacts::from_version(KubeVersion::parse(v).unwrap()))
             .collect(),
         nodes_have_labels: false,
+        ..Default::default()
     }
 }
 

@@ -49,6 +49,8 @@ pub struct LiveKnowledge {
 impl LiveKnowledge {
     /// Fixed knowledge (no cluster, or `--nodes`): never changes.
     pub fn fixed(knowledge: ClusterKnowledge, synced: bool) -> Self {
+        // Index the nodes now rather than on the first pod's request.
+        let _ = knowledge.node_index();
         let (_tx, rx) = watch::channel(Arc::new(Snapshot {
             knowledge: Arc::new(knowledge),
             synced,
@@ -142,6 +144,8 @@ impl Shared {
             if !(parts.nodes_synced && parts.apiserver_known) {
                 return;
             }
+            // Index the nodes here, once per change, rather than on a pod's request.
+            let _ = parts.knowledge.node_index();
             Snapshot {
                 knowledge: parts.knowledge.clone(),
                 synced: true,
@@ -161,11 +165,15 @@ impl Parts {
         {
             Ok(i) if self.knowledge.nodes[i] == facts => false,
             Ok(i) => {
-                Arc::make_mut(&mut self.knowledge).nodes[i] = facts;
+                let k = Arc::make_mut(&mut self.knowledge);
+                k.nodes[i] = facts;
+                k.nodes_changed();
                 true
             }
             Err(i) => {
-                Arc::make_mut(&mut self.knowledge).nodes.insert(i, facts);
+                let k = Arc::make_mut(&mut self.knowledge);
+                k.nodes.insert(i, facts);
+                k.nodes_changed();
                 true
             }
         }
@@ -178,7 +186,9 @@ impl Parts {
             .binary_search_by(|n| n.name.as_str().cmp(name))
         {
             Ok(i) => {
-                Arc::make_mut(&mut self.knowledge).nodes.remove(i);
+                let k = Arc::make_mut(&mut self.knowledge);
+                k.nodes.remove(i);
+                k.nodes_changed();
                 true
             }
             Err(_) => false,
@@ -192,6 +202,7 @@ impl Parts {
             apiserver: self.knowledge.apiserver.clone(),
             nodes,
             nodes_have_labels: true,
+            ..Default::default()
         });
     }
 }

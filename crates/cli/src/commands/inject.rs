@@ -201,6 +201,7 @@ fn from_cluster(args: &tandem_kube::ClusterArgs) -> Result<ClusterKnowledge> {
             },
             nodes,
             nodes_have_labels: true,
+            ..Default::default()
         })
     })
 }

@@ -502,12 +502,18 @@ mod tests {
         assert!(!index.is_for(&nodes[1..]));
         let spec = json!({"nodeSelector": {"kubernetes.io/hostname": "n7"}});
         assert_eq!(
-            index.candidates(&spec, &nodes, true).ones().collect::<Vec<_>>(),
+            index
+                .candidates(&spec, &nodes, true)
+                .ones()
+                .collect::<Vec<_>>(),
             [7]
         );
         let spec = json!({"nodeName": "n12"});
         assert_eq!(
-            index.candidates(&spec, &nodes, true).ones().collect::<Vec<_>>(),
+            index
+                .candidates(&spec, &nodes, true)
+                .ones()
+                .collect::<Vec<_>>(),
             [12]
         );
     }

@@ -160,7 +160,7 @@ pub async fn diagnose(
     let observed: Result<Vec<NodeObservation>, KubeError> =
         scan::scan_nodes(client, &scan, progress)
             .await
-            .map(|v| v.into_iter().map(|(_, o)| o).collect());
+            .map(|v| v.into_iter().map(|n| n.observation).collect());
     checks.push(checks::nodes(&observed, args.node_selector.as_deref()));
     let nodes_by_name: BTreeMap<String, NodeObservation> = observed
         .unwrap_or_default()

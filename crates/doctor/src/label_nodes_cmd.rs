@@ -3,7 +3,6 @@
 //! one-shot run, `--dry-run` to print what would change, otherwise a controller that
 //! follows node changes (a kubelet upgrade flips the label).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,15 +133,17 @@ pub async fn label_once(
         nodes: observed.len(),
         ..Default::default()
     };
-    for (node, o) in &observed {
+    for scan::ScannedNode {
+        observation: o,
+        annotations,
+    } in &observed
+    {
         let Some(want) = desired_for(o) else {
             report.unknown.push(o.facts.name.clone());
             continue;
         };
-        let annotations: BTreeMap<String, String> =
-            node.metadata.annotations.clone().unwrap_or_default();
         if let Some(change) =
-            labels::plan(&o.facts.name, &o.facts.labels.to_map(), &annotations, &want)
+            labels::plan(&o.facts.name, &o.facts.labels.to_map(), annotations, &want)
         {
             if !args.dry_run
                 && let Err(e) = patch(client, &change).await

@@ -58,17 +58,34 @@ where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     let mut out = Vec::new();
+    list_each(api, access, params, |item| out.push(item)).await?;
+    Ok(out)
+}
+
+/// Every object that `api` lists, handed to `each` page by page as the pages arrive
+/// (pages of [`PAGE_SIZE`]), so that a caller who keeps only a digest of each object
+/// never holds the whole list (the doctor held 273 MiB with 10,000 kwok Nodes
+/// listed whole, 52 MiB reducing each page as it came).
+pub async fn list_each<K>(
+    api: &Api<K>,
+    access: Access,
+    params: ListParams,
+    mut each: impl FnMut(K),
+) -> Result<(), KubeError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
     let mut params = params.limit(PAGE_SIZE);
     loop {
         let page = api
             .list(&params)
             .await
             .map_err(|e| KubeError::from_kube(access.clone(), e))?;
-        out.extend(page.items);
+        page.items.into_iter().for_each(&mut each);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
             None => break,
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -244,7 +244,7 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
         // Sidecar objects (watched) and their status (Ready/Invalid conditions);
         // namespaces' labels for ClusterSidecars' namespaceSelector.
         json!({"apiGroups": ["tandem.dev"], "resources": ["sidecars", "clustersidecars"], "verbs": ["get", "list", "watch"]}),
-        json!({"apiGroups": ["tandem.dev"], "resources": ["sidecars/status", "clustersidecars/status"], "verbs": ["get", "update", "patch"]}),
+        json!({"apiGroups": ["tandem.dev"], "resources": ["sidecars/status", "clustersidecars/status"], "verbs": ["get", "patch"]}),
         json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}),
     ];
     if args.tls == TlsMode::SelfManaged {
@@ -253,7 +253,7 @@ pub fn objects(args: &InstallArgs) -> Result<Vec<Value>, InstallError> {
             "apiGroups": ["admissionregistration.k8s.io"],
             "resources": ["mutatingwebhookconfigurations"],
             "resourceNames": [WEBHOOK_CONFIGURATION],
-            "verbs": ["get", "patch", "update"]
+            "verbs": ["get", "patch"]
         }));
     }
 
@@ -879,7 +879,7 @@ mod tests {
         let role = find(&objs, "ClusterRole")[0]["rules"].to_string();
         for want in [
             r#"["sidecars","clustersidecars"],"verbs":["get","list","watch"]"#,
-            r#"["sidecars/status","clustersidecars/status"],"verbs":["get","update","patch"]"#,
+            r#"["sidecars/status","clustersidecars/status"],"verbs":["get","patch"]"#,
             r#"["namespaces"],"verbs":["get","list","watch"]"#,
         ] {
             assert!(role.contains(want), "{want} in {role}");

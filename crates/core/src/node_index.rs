@@ -7,8 +7,10 @@
 //! (the nodes change far less often than pods arrive) and answers the same questions
 //! with bitsets over node positions:
 //!
-//! - label key → value → the nodes carrying it (a short list for rare values such as
-//!   `kubernetes.io/hostname`, a bitset for common ones), and the nodes carrying the key;
+//! - label key → the nodes carrying it; its common values (more than one node in 32)
+//!   → a bitset of their nodes; the other nodes with the key (values such as
+//!   `kubernetes.io/hostname`) as positions sorted by value, searched by reading the
+//!   value from the node (4 bytes per node, no copy of the strings);
 //! - the distinct sets of hard taints (`NoSchedule`, `NoExecute`) → their nodes;
 //! - the nodes sorted by name (for `nodeName`);
 //! - kubelet behaviour → nodes, nodes labelled `tandem.dev/native-sidecars=true`, and
@@ -17,7 +19,6 @@
 //! Candidates are exactly those of [`crate::scheduling::candidates`]; a property test
 //! holds the two to the same answers.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -52,14 +53,54 @@ pub struct NodeIndex {
 struct KeyIndex {
     /// Nodes carrying the key, whatever the value.
     any: FixedBitSet,
-    values: HashMap<Arc<str>, NodeSet>,
+    /// Values carried by more than one node in 32, with their nodes.
+    common: HashMap<Arc<str>, FixedBitSet>,
+    /// The other nodes carrying the key, sorted by value, then position.
+    rare: Vec<u32>,
 }
 
-/// Some nodes: one position (a label value such as a hostname), a list while few, a
-/// bitset once a list would be larger.
+impl KeyIndex {
+    /// Adds the nodes whose value of `key` is `value` to `acc`.
+    fn union_value_into(&self, key: &str, value: &str, nodes: &[NodeFacts], acc: &mut FixedBitSet) {
+        if let Some(b) = self.common.get(value) {
+            acc.union_with(b);
+            return;
+        }
+        let of = |i: &u32| nodes[*i as usize].labels.get(key).unwrap_or_default();
+        let from = self.rare.partition_point(|i| of(i) < value);
+        acc.extend(
+            self.rare[from..]
+                .iter()
+                .take_while(|i| of(i) == value)
+                .map(|&i| i as usize),
+        );
+    }
+
+    /// Adds the nodes whose value of `key` satisfies `pred` to `acc`.
+    fn union_matching_into(
+        &self,
+        key: &str,
+        pred: &dyn Fn(&str) -> bool,
+        nodes: &[NodeFacts],
+        acc: &mut FixedBitSet,
+    ) {
+        for (v, b) in &self.common {
+            if pred(v) {
+                acc.union_with(b);
+            }
+        }
+        acc.extend(
+            self.rare
+                .iter()
+                .map(|&i| i as usize)
+                .filter(|&i| pred(nodes[i].labels.get(key).unwrap_or_default())),
+        );
+    }
+}
+
+/// Some nodes: a list while few, a bitset once a list would be larger.
 #[derive(Debug, Clone)]
 enum NodeSet {
-    One(u32),
     Few(Vec<u32>),
     Many(FixedBitSet),
 }
@@ -67,10 +108,6 @@ enum NodeSet {
 impl NodeSet {
     fn insert(&mut self, i: usize, len: usize) {
         match self {
-            NodeSet::One(first) => {
-                *self = NodeSet::Few(vec![*first]);
-                self.insert(i, len);
-            }
             NodeSet::Few(v) => {
                 v.push(i as u32);
                 // A u32 per node against a bit per node: switch at len / 32.
@@ -86,7 +123,6 @@ impl NodeSet {
 
     fn union_into(&self, acc: &mut FixedBitSet) {
         match self {
-            NodeSet::One(i) => acc.insert(*i as usize),
             NodeSet::Few(v) => acc.extend(v.iter().map(|&i| i as usize)),
             NodeSet::Many(b) => acc.union_with(b),
         }
@@ -102,6 +138,12 @@ impl NodeSet {
 impl NodeIndex {
     /// Indexes `nodes`.
     pub fn build(nodes: &[NodeFacts]) -> Self {
+        Self::build_split(nodes, nodes.len() / 32)
+    }
+
+    /// Indexes `nodes`; a label value carried by more than `common_above` nodes gets a
+    /// bitset, the others are searched in the sorted positions.
+    fn build_split(nodes: &[NodeFacts], common_above: usize) -> Self {
         let len = nodes.len();
         let empty = || FixedBitSet::with_capacity(len);
         let mut labels: HashMap<Arc<str>, KeyIndex> = HashMap::new();
@@ -110,19 +152,14 @@ impl NodeIndex {
         let mut labelled = empty();
         let mut by_minor: BTreeMap<(u32, u32), FixedBitSet> = BTreeMap::new();
         let mut group_of: HashMap<Vec<Taint>, usize> = HashMap::new();
+        // Per key, (value, position) of every node carrying it; sorted and split below.
+        let mut carried: HashMap<Arc<str>, Vec<(Arc<str>, u32)>> = HashMap::new();
         for (i, node) in nodes.iter().enumerate() {
             for (k, v) in node.labels.shared() {
-                let key = labels.entry(k.clone()).or_insert_with(|| KeyIndex {
-                    any: empty(),
-                    values: HashMap::new(),
-                });
-                key.any.insert(i);
-                match key.values.entry(v.clone()) {
-                    Entry::Occupied(mut e) => e.get_mut().insert(i, len),
-                    Entry::Vacant(e) => {
-                        e.insert(NodeSet::One(i as u32));
-                    }
-                }
+                carried
+                    .entry(k.clone())
+                    .or_default()
+                    .push((v.clone(), i as u32));
             }
             let mut hard: Vec<Taint> = node
                 .taints
@@ -147,9 +184,29 @@ impl NodeIndex {
                     .insert(i);
             }
         }
-        for key in labels.values_mut() {
-            key.values.values_mut().for_each(NodeSet::shrink);
+        for (k, mut pairs) in carried {
+            // Stable: positions stay ascending within a value.
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut key = KeyIndex {
+                any: empty(),
+                common: HashMap::new(),
+                rare: Vec::new(),
+            };
+            key.any.extend(pairs.iter().map(|p| p.1 as usize));
+            for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+                if run.len() > common_above {
+                    let mut b = empty();
+                    b.extend(run.iter().map(|p| p.1 as usize));
+                    key.common.insert(run[0].0.clone(), b);
+                } else {
+                    key.rare.extend(run.iter().map(|p| p.1));
+                }
+            }
+            key.rare.shrink_to_fit();
+            key.common.shrink_to_fit();
+            labels.insert(k, key);
         }
+        labels.shrink_to_fit();
         let mut by_name: Vec<u32> = (0..len as u32).collect();
         by_name.sort_by(|&a, &b| nodes[a as usize].name.cmp(&nodes[b as usize].name));
         taint_groups.iter_mut().for_each(|(_, s)| s.shrink());
@@ -207,7 +264,7 @@ impl NodeIndex {
         }
         for (k, v) in &sel.selector {
             match v {
-                Some(v) => acc.intersect_with(&self.with_value(k, v)),
+                Some(v) => acc.intersect_with(&self.with_value(k, v, nodes)),
                 None => acc.difference_with(&self.with_key(k)),
             }
         }
@@ -258,10 +315,10 @@ impl NodeIndex {
             .unwrap_or_else(|| self.none())
     }
 
-    fn with_value(&self, key: &str, value: &str) -> FixedBitSet {
+    fn with_value(&self, key: &str, value: &str, nodes: &[NodeFacts]) -> FixedBitSet {
         let mut out = self.none();
-        if let Some(s) = self.labels.get(key).and_then(|k| k.values.get(value)) {
-            s.union_into(&mut out);
+        if let Some(k) = self.labels.get(key) {
+            k.union_value_into(key, value, nodes, &mut out);
         }
         out
     }
@@ -272,7 +329,7 @@ impl NodeIndex {
         }
         let mut acc = self.all();
         for r in &t.labels {
-            acc.intersect_with(&self.label_requirement(r));
+            acc.intersect_with(&self.label_requirement(r, nodes));
         }
         for r in &t.names {
             acc.intersect_with(&self.name_requirement(r, nodes));
@@ -280,25 +337,14 @@ impl NodeIndex {
         acc
     }
 
-    fn label_requirement(&self, r: &Requirement<'_>) -> FixedBitSet {
+    fn label_requirement(&self, r: &Requirement<'_>, nodes: &[NodeFacts]) -> FixedBitSet {
         let key = self.labels.get(r.key);
-        let values_matching = |pred: &dyn Fn(&str) -> bool| {
-            let mut out = self.none();
-            if let Some(key) = key {
-                for (v, s) in &key.values {
-                    if pred(v) {
-                        s.union_into(&mut out);
-                    }
-                }
-            }
-            out
-        };
         match r.operator {
             "In" | "NotIn" => {
                 let mut out = self.none();
-                for v in &r.values {
-                    if let Some(s) = key.and_then(|k| k.values.get(*v)) {
-                        s.union_into(&mut out);
+                if let Some(key) = key {
+                    for v in &r.values {
+                        key.union_value_into(r.key, v, nodes, &mut out);
                     }
                 }
                 if r.operator == "NotIn" {
@@ -312,7 +358,13 @@ impl NodeIndex {
                 out.toggle_range(..);
                 out
             }
-            "Gt" | "Lt" => values_matching(&|v| r.matches(Some(v))),
+            "Gt" | "Lt" => {
+                let mut out = self.none();
+                if let Some(key) = key {
+                    key.union_matching_into(r.key, &|v| r.matches(Some(v)), nodes, &mut out);
+                }
+                out
+            }
             // An operator we don't know: every node (the cautious answer).
             _ => self.all(),
         }
@@ -463,9 +515,14 @@ mod tests {
             spec in spec_strategy(),
             has_labels in any::<bool>(),
         ) {
+            let want = scheduling::candidates(&spec, &nodes, has_labels);
+            // Every value common (bitsets), then every value rare (sorted positions).
+            for common_above in [0, usize::MAX] {
+                let index = NodeIndex::build_split(&nodes, common_above);
+                let got: Vec<usize> = index.candidates(&spec, &nodes, has_labels).ones().collect();
+                prop_assert_eq!(&got, &want, "{} (common above {})", spec, common_above);
+            }
             let index = NodeIndex::build(&nodes);
-            let got: Vec<usize> = index.candidates(&spec, &nodes, has_labels).ones().collect();
-            prop_assert_eq!(got, scheduling::candidates(&spec, &nodes, has_labels), "{}", spec);
             for b in [KubeletBehaviour::RunsSidecars, KubeletBehaviour::IgnoresField,
                       KubeletBehaviour::RejectsPod, KubeletBehaviour::Unknown] {
                 let want: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].behaviour_kind() == b).collect();
@@ -495,9 +552,10 @@ mod tests {
             })
             .collect();
         let index = NodeIndex::build(&nodes);
-        let host = &index.labels["kubernetes.io/hostname"].values["n7"];
-        assert!(matches!(host, NodeSet::One(7)));
-        assert!(matches!(index.labels["pool"].values["a"], NodeSet::Many(_)));
+        let host = &index.labels["kubernetes.io/hostname"];
+        assert!(host.common.is_empty() && host.rare.len() == 200);
+        assert!(index.labels["pool"].common.contains_key("a"));
+        assert!(index.labels["pool"].rare.is_empty());
         assert!(index.is_for(&nodes));
         assert!(!index.is_for(&nodes[1..]));
         let spec = json!({"nodeSelector": {"kubernetes.io/hostname": "n7"}});

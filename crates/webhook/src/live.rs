@@ -49,8 +49,10 @@ pub struct LiveKnowledge {
 impl LiveKnowledge {
     /// Fixed knowledge (no cluster, or `--nodes`): never changes.
     pub fn fixed(knowledge: ClusterKnowledge, synced: bool) -> Self {
-        // Index the nodes now rather than on the first pod's request.
+        // Index the nodes now rather than on the first pod's request, and hand back
+        // what building it took.
         let _ = knowledge.node_index();
+        crate::work::release_memory();
         let (_tx, rx) = watch::channel(Arc::new(Snapshot {
             knowledge: Arc::new(knowledge),
             synced,
@@ -152,6 +154,9 @@ impl Shared {
             }
         };
         self.tx.send_replace(Arc::new(snapshot));
+        // The index's building and the replaced snapshot (once its readers are done)
+        // leave freed memory: hand it back.
+        crate::work::release_memory();
     }
 }
 

@@ -183,3 +183,68 @@ fn bad_input_writes_nothing_and_report_needs_a_cluster() {
     let out = tandem(&["adopt"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn sidecar_objects_are_recognised_in_their_namespace() {
+    // The containers that `examples/sidecars/sidecars.yaml` describes, added as plain
+    // containers (by an older injector, or by hand): `proxy` is the Sidecar shop/proxy
+    // (after its init container), `secrets-agent` the ClusterSidecar of that name.
+    let pod = |ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  \
+             initContainers:\n  - {{name: proxy-init, image: example/proxy-init:1.4}}\n  \
+             containers:\n  - {{name: app, image: example/app:1}}\n  \
+             - {{name: proxy, image: example/proxy:1.4}}\n  \
+             - {{name: secrets-agent, image: example/secrets-agent:2.0}}\n"
+        )
+    };
+    let mut args = vec![
+        "adopt",
+        "-f",
+        "-",
+        "-o",
+        "json",
+        "--sidecars",
+        "examples/sidecars/sidecars.yaml",
+        "--explain",
+    ];
+    args.extend(MODERN);
+    let out = tandem(&args, Some(&pod("shop")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let init: Vec<&str> = v["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    // The proxy right after the init container its object runs before it; the agent,
+    // which depends on none, first.
+    assert_eq!(init, ["secrets-agent", "proxy-init", "proxy"], "{v}");
+    assert_eq!(v["spec"]["containers"].as_array().unwrap().len(), 1);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Sidecar shop/proxy: containers proxy; after proxy-init"),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"container name "proxy" is Sidecar shop/proxy"#),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"container name "secrets-agent" is ClusterSidecar secrets-agent"#),
+        "{err}"
+    );
+
+    // In another namespace, the namespaced Sidecar doesn't apply: only the cluster one.
+    let out = tandem(&args, Some(&pod("other")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let regular: Vec<&str> = v["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(regular, ["app", "proxy"], "{v}");
+}

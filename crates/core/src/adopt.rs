@@ -24,6 +24,7 @@ use json_patch::PatchOperation;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::catalog::Catalog;
 use crate::compat::ApiServerBehaviour;
 use crate::config::Config;
 use crate::inject::{InjectError, NamespaceOptIn};
@@ -58,6 +59,11 @@ pub struct Adopter<'a> {
     pub force_native: bool,
     /// Remove the workarounds that can be removed exactly (`--strip-workarounds`).
     pub strip_workarounds: bool,
+    /// Sidecar objects (`Sidecar`, `ClusterSidecar`): a regular container named like one
+    /// of their containers is recognised as that object's sidecar.
+    pub objects: Option<&'a Catalog>,
+    /// The pods' namespace when their metadata doesn't say (a review's namespace).
+    pub namespace: Option<&'a str>,
 }
 
 /// What happened to one pod.
@@ -185,7 +191,18 @@ impl Adopter<'_> {
         }
         let mut exclude = injected_by_tandem(annotation(names::STATUS_ANNOTATION));
         exclude.push(names::SHIM_INSTALL_CONTAINER.to_string());
-        let known = self.config.adopt.known();
+        let namespace = meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .or(self.namespace);
+        let known = match self.objects {
+            Some(catalog) => self
+                .config
+                .adopt
+                .known_with(recognise::from_objects(catalog, namespace)),
+            None => self.config.adopt.known(),
+        };
         let found =
             recognise::recognise(spec, annotation(names::ADOPT_ANNOTATION), &known, &exclude);
         let mut notes: Vec<String> = found

@@ -45,6 +45,8 @@ fn adopt_with(doc: &Value, k: &ClusterKnowledge, strip: bool, cfg: &Config) -> R
         knowledge: k,
         force_native: false,
         strip_workarounds: strip,
+        objects: None,
+        namespace: None,
     };
     let res = a.adopt_document(doc).unwrap();
     let mut out = doc.clone();
@@ -263,6 +265,8 @@ fn apiserver_that_drops_the_field_means_probes_and_hooks_go_when_forced() {
         knowledge: &k,
         force_native: true,
         strip_workarounds: false,
+        objects: None,
+        namespace: None,
     };
     let doc = linkerd_pod(None);
     let res = forced.adopt_document(&doc).unwrap();
@@ -447,6 +451,8 @@ fn opt_out_only_sidecars_and_tandems_own_are_left_alone() {
         knowledge: &modern(),
         force_native: false,
         strip_workarounds: false,
+        objects: None,
+        namespace: None,
     };
     let err = a.adopt_document(&p).unwrap_err().to_string();
     assert!(
@@ -660,6 +666,8 @@ fn inventory_says_what_could_move_what_is_blocked_and_which_jobs_rely_on_hacks()
         knowledge: &k,
         force_native: false,
         strip_workarounds: false,
+        objects: None,
+        namespace: None,
     };
     let inv = inventory(&a, &[on_new, kubexit_job(), plain]);
     assert_eq!(

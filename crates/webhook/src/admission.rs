@@ -245,9 +245,10 @@ pub fn review_with(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>)
 }
 
 /// Answers one `/adopt` request body: adopt mode ([`crate::adopt`]) instead of injection;
-/// the same envelope handling.
-pub fn review_adopt(body: &[u8], ctx: &Context<'_>) -> Answer {
-    review_as(body, ctx, None, true)
+/// the same envelope handling. With `objects`, a container named like one of a sidecar
+/// object's containers is recognised as that object's sidecar.
+pub fn review_adopt(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>) -> Answer {
+    review_as(body, ctx, objects, true)
 }
 
 fn review_as(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>, adopt: bool) -> Answer {
@@ -329,7 +330,13 @@ fn review_as(body: &[u8], ctx: &Context<'_>, objects: Option<Objects<'_>>, adopt
                 .push("tandem: the review carried no Pod object; allowed unchanged".into());
         }
         (true, None, _, Some(obj)) if adopt => {
-            let a = crate::adopt::decide(obj, ctx, ctx.namespace);
+            let a = crate::adopt::decide(
+                obj,
+                ctx,
+                ctx.namespace,
+                objects.map(|o| o.catalog),
+                req.namespace.as_deref(),
+            );
             resp.warnings.extend(a.warnings);
             answer.detail = a.detail;
             answer.outcome = if a.moved {

@@ -10,6 +10,7 @@ use json_patch::PatchOperation;
 use serde_json::Value;
 use tandem_core::NamespaceOptIn;
 use tandem_core::adopt::{AdoptOutcome, Adopter};
+use tandem_core::catalog::Catalog;
 
 use crate::admission::Context;
 
@@ -52,13 +53,22 @@ pub struct AdoptAnswer {
     pub moved: bool,
 }
 
-/// Plans adoption for `pod` (the AdmissionReview's object).
-pub fn decide(pod: &Value, ctx: &Context<'_>, ns: NamespaceOptIn) -> AdoptAnswer {
+/// Plans adoption for `pod` (the AdmissionReview's object, in `namespace`); `objects`
+/// are the sidecar objects the webhook watches, whose containers are recognised too.
+pub fn decide(
+    pod: &Value,
+    ctx: &Context<'_>,
+    ns: NamespaceOptIn,
+    objects: Option<&Catalog>,
+    namespace: Option<&str>,
+) -> AdoptAnswer {
     let adopter = Adopter {
         config: ctx.config,
         knowledge: ctx.knowledge,
         force_native: false,
         strip_workarounds: false,
+        objects,
+        namespace,
     };
     match adopter.adopt_pod(pod, ns) {
         Ok(AdoptOutcome::Skipped { reason }) => AdoptAnswer {
@@ -167,9 +177,45 @@ mod tests {
             namespace: ns,
             encoding: PatchEncoding::Base64,
         };
-        let a = review_adopt(review_json(object).to_string().as_bytes(), &ctx);
+        let a = review_adopt(review_json(object).to_string().as_bytes(), &ctx, None);
         let body: Value = serde_json::from_slice(&a.body).unwrap();
         (a, body)
+    }
+
+    #[test]
+    fn a_sidecar_objects_container_is_recognised_in_the_reviews_namespace() {
+        // The pod has no namespace of its own (a create through a ReplicaSet): the
+        // review's namespace decides which Sidecar objects apply.
+        let object = json!({"apiVersion": "tandem.dev/v1alpha1", "kind": "Sidecar",
+            "metadata": {"name": "shipper", "namespace": "shop"},
+            "spec": {"containers": [{"name": "log-shipper", "image": "example/shipper:1"}]}});
+        let catalog = tandem_core::catalog::Catalog::from_documents([&object]).unwrap();
+        let config = Config::builtin();
+        let k = knowledge("v1.31.4");
+        let ctx = Context {
+            config: &config,
+            knowledge: &k,
+            synced: true,
+            mode_override: None,
+            namespace: NamespaceOptIn::Enabled,
+            encoding: PatchEncoding::Base64,
+        };
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api"},
+            "spec": {"containers": [{"name": "api", "image": "api"},
+                                    {"name": "log-shipper", "image": "example/shipper:1"}]}});
+        let objects = crate::admission::Objects {
+            catalog: &catalog,
+            synced: true,
+        };
+        let a = review_adopt(
+            review_json(pod.clone()).to_string().as_bytes(),
+            &ctx,
+            Some(objects),
+        );
+        assert_eq!(a.outcome, Outcome::Adopted, "{}", a.detail);
+        // Without the objects, the container is nobody's sidecar.
+        let a = review_adopt(review_json(pod).to_string().as_bytes(), &ctx, None);
+        assert_eq!(a.outcome, Outcome::Skipped, "{}", a.detail);
     }
 
     #[test]

@@ -510,24 +510,22 @@ async fn mutate_labelled(State(state): State<Arc<AppState>>, req: Request) -> Re
 }
 
 async fn adopt_enabled(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    admit_and_mutate(state, req, NamespaceOptIn::Enabled, review_adopt).await
+    admit_and_mutate(state, req, NamespaceOptIn::Enabled, admission::review_adopt).await
 }
 
 async fn adopt_labelled(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    admit_and_mutate(state, req, NamespaceOptIn::NotEnabled, review_adopt).await
+    admit_and_mutate(
+        state,
+        req,
+        NamespaceOptIn::NotEnabled,
+        admission::review_adopt,
+    )
+    .await
 }
 
 /// How one route answers a review body: injection ([`admission::review_with`]) or adopt
-/// mode ([`admission::review_adopt`], which takes no sidecar objects).
+/// mode ([`admission::review_adopt`]), both with the sidecar objects.
 type ReviewFn = fn(&[u8], &Context<'_>, Option<admission::Objects<'_>>) -> admission::Answer;
-
-fn review_adopt(
-    body: &[u8],
-    ctx: &Context<'_>,
-    _objects: Option<admission::Objects<'_>>,
-) -> admission::Answer {
-    admission::review_adopt(body, ctx)
-}
 
 /// Reserves room for the body, reads it, reserves room to decode it, and decodes and
 /// answers it on a blocking thread. The room is held until the work is done, even when

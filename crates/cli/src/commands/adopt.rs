@@ -53,6 +53,12 @@ pub struct Args {
     #[command(flatten)]
     knowledge: KnowledgeArgs,
 
+    /// Sidecar objects (`Sidecar`, `ClusterSidecar` YAML, as for inject): a regular
+    /// container named like one of their containers is recognised as that object's
+    /// sidecar (repeatable).
+    #[arg(long = "sidecars", value_name = "FILE")]
+    sidecars: Vec<PathBuf>,
+
     /// Remove the workarounds that only made sense for a legacy sidecar (kubexit and
     /// scuttle wrappers, linkerd-await, quitquitquit preStop hooks, postStart waits made
     /// redundant by a startupProbe), each removal named; only in pods whose sidecars
@@ -93,14 +99,17 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     let config = inject::load_config(args.config.as_ref())?;
     let knowledge = args.knowledge.load()?;
+    let objects = inject::load_sidecar_objects(&args.sidecars)?;
     let adopter = Adopter {
         config: &config,
         knowledge: &knowledge,
         force_native: args.force_native,
         strip_workarounds: args.strip_workarounds,
+        objects: objects.as_ref(),
+        namespace: None,
     };
     if args.explain {
-        explain_list(&config);
+        explain_list(&config, objects.as_ref());
     }
     if args.report {
         return crate::commands::adopt_report::run(&adopter, &args.knowledge, args.output);
@@ -217,9 +226,12 @@ fn workaround_line(w: &tandem_core::adopt::Workaround) -> String {
     }
 }
 
-fn explain_list(config: &tandem_core::Config) {
+fn explain_list(config: &tandem_core::Config, objects: Option<&tandem_core::catalog::Catalog>) {
     eprintln!("tandem: recognition list (first match wins):");
-    for k in config.adopt.known() {
+    let from_objects = objects
+        .map(|c| tandem_core::adopt::recognise::from_objects(c, None))
+        .unwrap_or_default();
+    for k in config.adopt.known_with(from_objects) {
         let mut parts = Vec::new();
         if !k.containers.is_empty() {
             parts.push(format!("containers {}", k.containers.join(", ")));

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::catalog::{Catalog, Entry};
+
 /// The `adopt:` section of the configuration: which containers are legacy sidecars.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -140,6 +142,17 @@ impl AdoptConfig {
         out
     }
 
+    /// [`Self::known`] with the containers of sidecar objects in between: the configured
+    /// sidecars, then `objects`, then the built-in ones.
+    pub fn known_with(&self, objects: Vec<KnownSidecar>) -> Vec<KnownSidecar> {
+        let mut out = self.sidecars.clone();
+        out.extend(objects);
+        if self.builtin {
+            out.extend(builtin());
+        }
+        out
+    }
+
     /// Checks what serde can't: every entry has a name and at least one pattern.
     pub fn validate(&self) -> Result<(), String> {
         for (i, s) in self.sidecars.iter().enumerate() {
@@ -161,6 +174,45 @@ impl AdoptConfig {
         }
         Ok(())
     }
+}
+
+/// What the sidecar objects of a catalog add, as recognition rules: a regular container
+/// named like one of an object's containers is that object's sidecar, added as a plain
+/// container before (by an older injector, by hand, or by tandem in `legacy` mode). Only
+/// usable objects count: every `ClusterSidecar`, and the `Sidecar`s of `namespace` (of
+/// every namespace when the pod's is not known, as in a file without one). Once moved, the
+/// container goes after the object's own init containers.
+pub fn from_objects(catalog: &Catalog, namespace: Option<&str>) -> Vec<KnownSidecar> {
+    let namespaced = catalog
+        .namespaced
+        .iter()
+        .filter(|(ns, _)| namespace.is_none_or(|want| want == ns.as_str()))
+        .flat_map(|(_, objects)| objects.values());
+    namespaced
+        .chain(catalog.cluster.values())
+        .filter_map(|e| match e {
+            Entry::Usable(o) => Some(o),
+            Entry::Unusable(_) => None,
+        })
+        .flat_map(|o| {
+            let after: Vec<String> = o
+                .init_containers
+                .iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect();
+            o.containers
+                .iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .map(move |name| KnownSidecar {
+                    name: o.reference.to_string(),
+                    containers: vec![name.to_string()],
+                    images: Vec::new(),
+                    after: after.clone(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// A regular container recognised as a legacy sidecar.

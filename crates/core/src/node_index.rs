@@ -284,6 +284,13 @@ impl NodeIndex {
         &self.kinds[b as usize]
     }
 
+    /// The nodes of `set` whose kubelet behaviour is `b`.
+    pub fn of_kind_among(&self, set: &FixedBitSet, b: KubeletBehaviour) -> FixedBitSet {
+        let mut out = set.clone();
+        out.intersect_with(self.of_kind(b));
+        out
+    }
+
     /// Nodes labelled `tandem.dev/native-sidecars=true`.
     pub fn labelled(&self) -> &FixedBitSet {
         &self.labelled

@@ -6,10 +6,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::compat::{self, ApiServerBehaviour, KubeletBehaviour};
-use crate::config::{Config, Fallback, ProbePolicy};
 use fixedbitset::FixedBitSet;
 
+use crate::compat::{self, ApiServerBehaviour, KubeletBehaviour};
+use crate::config::{Config, Fallback, ProbePolicy};
 use crate::knowledge::{ClusterKnowledge, NodeFacts};
 use crate::mode::{Mode, Placement};
 use crate::names::NODE_LABEL;
@@ -184,12 +184,9 @@ fn decide_auto(d: &mut Decision, pod: PodFacts<'_>, k: &ClusterKnowledge, config
 
     // Classify the candidates; unknown kubelets fall back on the skew rule.
     let class = |b: KubeletBehaviour| {
-        let mut set = candidates.clone();
-        set.intersect_with(index.of_kind(b));
+        let mut set = index.of_kind_among(&candidates, b);
         if skew.behaviour == b && b != KubeletBehaviour::Unknown {
-            let mut unknown = candidates.clone();
-            unknown.intersect_with(index.of_kind(KubeletBehaviour::Unknown));
-            set.union_with(&unknown);
+            set.union_with(&index.of_kind_among(&candidates, KubeletBehaviour::Unknown));
         }
         set
     };
@@ -285,13 +282,8 @@ pub fn risks(p: Placement, spec: &Value, k: &ClusterKnowledge) -> Vec<String> {
     }
     let index = k.node_index();
     let candidates = index.candidates(spec, &k.nodes, k.nodes_have_labels);
-    let of_kind = |b: KubeletBehaviour| {
-        let mut set = candidates.clone();
-        set.intersect_with(index.of_kind(b));
-        set
-    };
-    let rejects = of_kind(KubeletBehaviour::RejectsPod);
-    let ignores = of_kind(KubeletBehaviour::IgnoresField);
+    let rejects = index.of_kind_among(&candidates, KubeletBehaviour::RejectsPod);
+    let ignores = index.of_kind_among(&candidates, KubeletBehaviour::IgnoresField);
     match p {
         Placement::Native | Placement::Universal if !rejects.is_clear() => out.push(format!(
             "{p}: {} would reject this pod (InitContainerRestartPolicyForbidden)",

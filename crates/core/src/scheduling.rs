@@ -5,7 +5,9 @@ use serde_json::Value;
 
 use crate::knowledge::{NodeFacts, Taint};
 
-/// The nodes (by position in `nodes`) that a pod spec can be scheduled on.
+/// The nodes (by position in `nodes`) that a pod spec can be scheduled on, by walking
+/// every node: the reference that [`crate::node_index::NodeIndex::candidates`] (what
+/// placement uses) is tested against.
 pub fn candidates(spec: &Value, nodes: &[NodeFacts], nodes_have_labels: bool) -> Vec<usize> {
     let selection = NodeSelection::of(spec);
     (0..nodes.len())

@@ -11,6 +11,7 @@
 # Usage: build.sh                      # everything the e2e tests need
 #        build.sh k8s v1.37.2          # apiserver + controller-manager + scheduler
 #        build.sh apiserver v1.32.13   # kube-apiserver only
+#        build.sh node-tools v1.36.3   # kube-proxy + kubectl (the in-cluster journey)
 #        build.sh etcd v3.6.16 | build.sh kwok v0.8.0 | build.sh helm v3.22.0
 set -euo pipefail
 shopt -s inherit_errexit
@@ -73,6 +74,26 @@ k8s_module() {
       kube-apiserver) ctor=NewAPIServerCommand ;;
       kube-controller-manager) ctor=NewControllerManagerCommand ;;
       kube-scheduler) ctor=NewSchedulerCommand; tz="" ;;
+      kube-proxy) ctor=NewProxyCommand; tz="" ;;
+      kubectl)
+        mkdir -p "cmd/$c"
+        cat >"cmd/$c/main.go" <<GO
+// Command kubectl is upstream's, built from k8s.io/kubernetes $ver.
+package main
+
+import (
+	"k8s.io/component-base/cli"
+	"k8s.io/kubectl/pkg/cmd"
+	"k8s.io/kubectl/pkg/cmd/util"
+)
+
+func main() {
+	if err := cli.RunNoErrOutput(cmd.NewDefaultKubectlCommand()); err != nil {
+		util.CheckErr(err)
+	}
+}
+GO
+        continue ;;
       *) die "unknown component $c" ;;
     esac
     mkdir -p "cmd/$c"
@@ -209,8 +230,10 @@ case "${1:-all}" in
     build_k8s "$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler ;;
   k8s) build_k8s "${2:-$K8S_VERSION}" kube-apiserver kube-controller-manager kube-scheduler ;;
   apiserver) build_k8s "${2:-$K8S_OLD_VERSION}" kube-apiserver ;;
+  # The in-cluster journey (e2e/kubelets/journey.sh) also needs kube-proxy and kubectl.
+  node-tools) build_k8s "${2:-$K8S_VERSION}" kube-proxy kubectl ;;
   etcd) build_etcd "${2:-$ETCD_VERSION}" ;;
   kwok) build_kwok "${2:-$KWOK_VERSION}" ;;
   helm) build_helm "${2:-$HELM_VERSION}" ;;
-  *) die "unknown target '$1' (all|current|k8s|apiserver|etcd|kwok|helm)" ;;
+  *) die "unknown target '$1' (all|current|k8s|apiserver|node-tools|etcd|kwok|helm)" ;;
 esac

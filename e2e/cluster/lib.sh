@@ -41,6 +41,11 @@ PID_DIR="$STATE_DIR/pids"
 ADMIN_KUBECONFIG="$STATE_DIR/admin.kubeconfig"
 RESTRICTED_KUBECONFIG="$STATE_DIR/restricted.kubeconfig"
 SERVER_URL="https://127.0.0.1:$APISERVER_PORT"
+# Where kube-apiserver listens and what it advertises as the `kubernetes` Service's
+# endpoint. Loopback by default; the in-cluster journey (e2e/journey) runs the control plane
+# in its own network namespace and advertises an address pods can reach (10.200.0.1).
+APISERVER_BIND="${TANDEM_APISERVER_BIND:-127.0.0.1}"
+APISERVER_ADVERTISE="${TANDEM_APISERVER_ADVERTISE:-127.0.0.1}"
 
 # Admission plugins a real cluster runs (the defaults of 1.29+, plus NodeRestriction);
 # every name exists in both the current and the old release.
@@ -135,7 +140,7 @@ start_apiserver() {
   [[ "$ver" == "$K8S_VERSION" ]] || prefix="/registry-$ver"
   # shellcheck disable=SC2054 # commas are inside flag values
   local args=(
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT"
+    --bind-address="$APISERVER_BIND" --advertise-address="$APISERVER_ADVERTISE" --secure-port="$APISERVER_PORT"
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" --etcd-prefix="$prefix"
     --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key"
     --client-ca-file="$PKI_DIR/ca.crt"
@@ -154,7 +159,7 @@ start_apiserver() {
   # ("cannot use public IP 127.0.0.1 with endpoint reconciler"); nothing here needs the
   # `kubernetes` Service's endpoints, so turn the reconciler off there.
   local minor="${ver#v1.}"; minor="${minor%%.*}"
-  if [[ "$minor" =~ ^[0-9]+$ ]] && ((minor >= 37)); then
+  if [[ "$minor" =~ ^[0-9]+$ ]] && ((minor >= 37)) && [[ "$APISERVER_ADVERTISE" == 127.* ]]; then
     args+=(--endpoint-reconciler-type=none)
   fi
   # shellcheck disable=SC2206 # deliberate word splitting of extra flags

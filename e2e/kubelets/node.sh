@@ -30,6 +30,19 @@ mount --bind "$D/var-log-containers" /var/log/containers
 # config (pods here are host-network; the bridge has no gateway and no routes, so a pod on
 # it could reach nothing beyond its own bridge).
 mkdir -p "$D/net.d" "$D/containerd"
+if [[ $POD_NETWORK == 1 ]]; then
+  # The journey's pod network: the bridge is the pods' gateway (10.244.<i>.1) in the
+  # journey's network namespace, whose kernel routes between the nodes' bridges, to the
+  # node and API server addresses, and through kube-proxy's rules to Services.
+  cat >"$D/net.d/10-tandem-e2e.conflist" <<CNI
+{"cniVersion":"0.4.0","name":"tandem-journey-$NODE","plugins":[
+ {"type":"bridge","bridge":"tj-$NODE","isGateway":true,"ipMasq":false,"hairpinMode":true,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":"$(node_pod_cidr "$NODE")"}]],
+          "routes":[{"dst":"0.0.0.0/0"}],"dataDir":"$D/cni-ipam"}},
+ {"type":"portmap","capabilities":{"portMappings":true}},
+ {"type":"loopback"}]}
+CNI
+else
 idx=$(( $(printf '%s' "$NODE" | cksum | cut -d' ' -f1) % 200 + 20 ))
 cat >"$D/net.d/10-tandem-e2e.conflist" <<CNI
 {"cniVersion":"0.4.0","name":"tandem-e2e-$NODE","plugins":[
@@ -37,6 +50,7 @@ cat >"$D/net.d/10-tandem-e2e.conflist" <<CNI
   "ipam":{"type":"host-local","ranges":[[{"subnet":"10.254.$idx.0/24"}]],"dataDir":"$D/cni-ipam"}},
  {"type":"loopback"}]}
 CNI
+fi
 cat >"$D/containerd.toml" <<TOML
 version = 2
 root = "$D/containerd/root"
@@ -88,7 +102,7 @@ extra=""
 cat >"$D/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: $(node_ip "$NODE")
 port: $PORT
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -119,6 +133,6 @@ nodeStatusUpdateFrequency: 5s
 $extra
 YAML
 exec "$(bin_path kubelet "$VER")" --config="$D/kubelet.yaml" \
-  --kubeconfig="$D/kubelet.kubeconfig" --hostname-override="$NODE" --node-ip=127.0.0.1 \
+  --kubeconfig="$D/kubelet.kubeconfig" --hostname-override="$NODE" --node-ip="$(node_ip "$NODE")" \
   --container-runtime-endpoint="unix://$(node_sock "$NODE")" \
   --node-labels="tandem.dev/e2e-kubelet=$NODE" --v="${TANDEM_KUBELET_VERBOSITY:-2}"

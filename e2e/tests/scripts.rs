@@ -85,13 +85,24 @@ fn apiserver_1_37_gets_no_endpoint_reconciler() {
     let body = &lib[lib.find("start_apiserver() {").unwrap()..];
     let cut = body.find("  start_proc kube-apiserver").unwrap();
     let func = format!("{}  printf '%s\\n' \"${{args[@]}}\"\n}}", &body[..cut]);
-    for (ver, want) in [("v1.36.3", false), ("v1.37.2", true), ("v1.40.0", true)] {
+    let cases = [
+        ("v1.36.3", "127.0.0.1", false),
+        ("v1.37.2", "127.0.0.1", true),
+        ("v1.40.0", "127.0.0.1", true),
+        // The journey advertises a routable address: the reconciler stays on.
+        ("v1.37.2", "10.200.0.1", false),
+    ];
+    for (ver, advertise, want) in cases {
         let script = format!(
             "set -e; die() {{ exit 1; }}; bin_path() {{ echo /bin/true; }}; \
-             K8S_VERSION={ver}; {func}; start_apiserver {ver} ''"
+             K8S_VERSION={ver}; APISERVER_BIND=127.0.0.1; APISERVER_ADVERTISE={advertise}; \
+             {func}; start_apiserver {ver} ''"
         );
         let flags = bash(&script);
-        assert!(flags.contains("--advertise-address=127.0.0.1"), "{flags}");
+        assert!(
+            flags.contains(&format!("--advertise-address={advertise}")),
+            "{flags}"
+        );
         assert_eq!(
             flags.contains("--endpoint-reconciler-type=none"),
             want,

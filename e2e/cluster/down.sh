@@ -5,7 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 take_lock
 
-stop_procs kwok kube-scheduler kube-controller-manager kube-apiserver
+stop_procs kube-proxy kwok kube-scheduler kube-controller-manager kube-apiserver
 stop_procs etcd
 if [[ "${TANDEM_E2E_KEEP_STATE:-0}" == 1 ]]; then
   log "kept $STATE_DIR"

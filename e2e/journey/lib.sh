@@ -21,4 +21,7 @@ NETNS="${TANDEM_JOURNEY_NETNS:-tandem-journey}"
 HOST_IF=tj0
 KUBE_PROXY_PORT=$((PORT_BASE + 90)) # metrics; healthz is +1
 JOURNEY_BIN="$KSTATE/bin"           # kubectl and helm of the pinned releases, on PATH
-in_netns() { ip netns exec "$NETNS" "$@"; }
+# Enter the network namespace only: `ip netns exec` also remounts /sys for it, which hides
+# the cgroup v1 hierarchies under /sys/fs/cgroup ("failed to get mounted cgroup
+# subsystems: failed to find cgroup mounts" from the kubelet).
+in_netns() { nsenter --net="/run/netns/$NETNS" "$@"; }

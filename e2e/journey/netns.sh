@@ -16,6 +16,11 @@ case "${1:-up}" in
       ip -n "$NETNS" addr add "$a/24" dev "$HOST_IF"
     done
     ip -n "$NETNS" link set "$HOST_IF" up
+    # Service addresses (10.96.0.0/16) are on no interface: the kernel looks a route up
+    # before OUTPUT's DNAT of kube-proxy rewrites the address, so a connection the API
+    # server or a node makes to a ClusterIP needs a route, as a node's default route
+    # gives. tj0 has no ports: what isn't rewritten goes nowhere.
+    ip -n "$NETNS" route add default dev "$HOST_IF"
     in_netns sysctl -qw net.ipv4.ip_forward=1
     in_netns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null ||
       log "net.bridge.bridge-nf-call-iptables is not settable here: kube-proxy masquerades all Service traffic"

@@ -5,6 +5,7 @@
 # in that node's own mount namespace (only processes this environment started live
 # there), and removes empty pod cgroups; then the control plane (e2e/cluster/down.sh with
 # our state dir). TANDEM_KUBELETS_KEEP_STATE=1 keeps $KSTATE (logs) for a look.
+# Usage: down.sh | down.sh --node <name> (that node only, its state kept)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -67,6 +68,13 @@ stop_node() {
 HOST_NS="$(readlink /proc/$$/ns/mnt)" # the namespace we run in: the host's
 SELF_NS="$(readlink /proc/self/ns/mnt)"
 [[ -n "$HOST_NS" && -n "$SELF_NS" ]] || die "cannot read our own mount namespace"
+# --node <name>: stop that node only (its containers die with it, as in a node's
+# restart), keeping its state dir and the control plane: the journey's in-place upgrade.
+if [[ "${1:-}" == --node ]]; then
+  node_version "${2:?--node needs a node name}" >/dev/null
+  stop_node "$2"
+  exit 0
+fi
 for n in "${NODES[@]}"; do stop_node "$n"; done
 bash "$KUBELETS_DIR/../cluster/down.sh" || true
 if [[ "${TANDEM_KUBELETS_KEEP_STATE:-0}" == 1 ]]; then

@@ -38,3 +38,56 @@ node_index() {
 }
 node_ip() { if [[ $POD_NETWORK == 1 ]]; then echo "10.200.0.$(node_index "$1")"; else echo 127.0.0.1; fi; }
 node_pod_cidr() { echo "10.244.$(node_index "$1").0/24"; }
+
+# client_kubeconfig <file> <cert name> <subject>: a client certificate for <subject>
+# (CN = user, O = group) signed by the cluster CA, kept in $PKI_DIR/<cert name>.{crt,key},
+# and a kubeconfig at <file> that uses it (the kubelets, kube-proxy).
+client_kubeconfig() {
+  local file="$1" cert="$2" subj="$3" user="${3##*CN=}"
+  (
+    cd "$PKI_DIR"
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -keyout "$cert.key" -out "$cert.csr" -subj "$subj" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' >"$cert.ext"
+    openssl x509 -req -in "$cert.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+      -out "$cert.crt" -extfile "$cert.ext" 2>/dev/null
+    rm -f "$cert.csr" "$cert.ext"
+  )
+  cat >"$file" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: tandem-e2e
+  cluster:
+    server: $SERVER_URL
+    certificate-authority-data: $(base64 -w0 "$PKI_DIR/ca.crt")
+users:
+- name: "$user"
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI_DIR/$cert.crt")
+    client-key-data: $(base64 -w0 "$PKI_DIR/$cert.key")
+contexts:
+- name: tandem-e2e
+  context: {cluster: tandem-e2e, user: "$user"}
+current-context: tandem-e2e
+KC
+}
+
+# install_missing_packages: the Debian packages the real-kubelet suites need (containerd,
+# runc, the CNI plugins, a static busybox for the test images, gcc for pause, kubectl for
+# the scripts), installed when missing.
+install_missing_packages() {
+  local missing pair
+  missing=()
+  for pair in containerd:containerd runc:runc ctr:containerd gcc:gcc openssl:openssl curl:curl kubectl:kubectl; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+  [[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
+  { [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}

@@ -95,6 +95,10 @@ for _ in $(seq 1 120); do
 done
 ctr -a "$(node_sock "$NODE")" version >/dev/null || die "$NODE: containerd did not come up (see $D/containerd.log)"
 bash "$KUBELETS_DIR/images.sh" import "$(node_sock "$NODE")"
+# More OCI tars to import (the journey: tandem's release images from packaging/build.sh).
+for tar in ${TANDEM_KUBELETS_EXTRA_IMAGES:-}; do
+  ctr -a "$(node_sock "$NODE")" -n k8s.io images import --no-unpack=false "$tar" >&2
+done
 
 # --- kubelet
 extra=""

@@ -14,18 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROOT="$(cd "$KUBELETS_DIR/../.." && pwd)"
 [[ $(id -u) == 0 ]] || die "run as root: containerd, runc, mounts and cgroups need it"
 
-missing=()
-for pair in containerd:containerd runc:runc ctr:containerd gcc:gcc openssl:openssl curl:curl kubectl:kubectl; do
-  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
-done
-[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
-[[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
-{ [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
-if [[ ${#missing[@]} -gt 0 ]]; then
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_missing_packages
 
 t0=$(date +%s)
 bash "$KUBELETS_DIR/../cluster/build.sh" current

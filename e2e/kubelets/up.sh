@@ -26,33 +26,7 @@ start_node() {
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "port $p is taken"; fi
   done
   mkdir -p "$d"
-  (
-    cd "$PKI_DIR"
-    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-      -keyout "node-$n.key" -out "node-$n.csr" -subj "/O=system:nodes/CN=system:node:$n" 2>/dev/null
-    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' >"node-$n.ext"
-    openssl x509 -req -in "node-$n.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
-      -out "node-$n.crt" -extfile "node-$n.ext" 2>/dev/null
-    rm -f "node-$n.csr" "node-$n.ext"
-  )
-  cat >"$d/kubelet.kubeconfig" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: tandem-e2e
-  cluster:
-    server: $SERVER_URL
-    certificate-authority-data: $(base64 -w0 "$PKI_DIR/ca.crt")
-users:
-- name: system:node:$n
-  user:
-    client-certificate-data: $(base64 -w0 "$PKI_DIR/node-$n.crt")
-    client-key-data: $(base64 -w0 "$PKI_DIR/node-$n.key")
-contexts:
-- name: tandem-e2e
-  context: {cluster: tandem-e2e, user: "system:node:$n"}
-current-context: tandem-e2e
-KC
+  client_kubeconfig "$d/kubelet.kubeconfig" "node-$n" "/O=system:nodes/CN=system:node:$n"
   log "starting node $n (kubelet $(node_version "$n"), port $port)"
   TANDEM_HOST_MNTNS="$(readlink /proc/self/ns/mnt)" setsid unshare --mount --propagation private bash "$KUBELETS_DIR/node.sh" "$n" >>"$d/node.log" 2>&1 </dev/null &
   echo $! >"$d/node.pid"

@@ -412,7 +412,22 @@ fn chart_and_tandem_install_render_the_same_objects() {
             .into_iter()
             .filter(|o| o["kind"] != "Namespace") // helm's namespace is the release's
             .collect();
-        let chart_objs = parse(&chart_text);
+        // The chart's pre-delete hook (helm uninstall's order) has no `tandem install`
+        // counterpart: `tandem uninstall` deletes in the right order itself.
+        let (hooks, chart_objs): (Vec<Value>, Vec<Value>) = parse(&chart_text)
+            .into_iter()
+            .partition(|o| o["metadata"]["annotations"]["helm.sh/hook"].is_string());
+        let job = hooks
+            .iter()
+            .find(|o| o["kind"] == "Job")
+            .unwrap_or_else(|| panic!("{name}: no uninstall hook Job"));
+        assert_eq!(job["metadata"]["annotations"]["helm.sh/hook"], "pre-delete");
+        let args = &job["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert!(
+            args.as_array()
+                .is_some_and(|a| a.contains(&Value::from("--helm-hook"))),
+            "{name}: {args}"
+        );
         for o in chart_objs
             .iter()
             .filter(|o| o["kind"] != "CustomResourceDefinition")
@@ -669,12 +684,13 @@ async fn helm_install_upgrade_uninstall() {
     let chart = chart();
     let c = chart.to_str().unwrap();
     // The webhook (which won't run on kwok nodes) must not catch other tests' pods: it
-    // matches only namespaces with a label no other test sets, and fails open.
+    // matches only namespaces with a label no other test sets, and fails open. Its
+    // uninstall hook (a Job) has no kubelet to run on here: e2e/journey runs it.
     let marker = unique_name("helm");
     let guard = write_temp(
         "guard.yaml",
         &format!(
-            "webhook:\n  failurePolicy: Ignore\n  namespaceSelector:\n    matchExpressions:\n      - {{key: tandem.dev/e2e-helm, operator: In, values: [{marker}]}}\n"
+            "uninstallHook:\n  enabled: false\nwebhook:\n  failurePolicy: Ignore\n  namespaceSelector:\n    matchExpressions:\n      - {{key: tandem.dev/e2e-helm, operator: In, values: [{marker}]}}\n"
         ),
     );
     let g = guard.to_str().unwrap();

@@ -29,6 +29,12 @@ pub struct Args {
     /// ClusterSidecar in the cluster.
     #[arg(long)]
     pub include_crds: bool,
+    /// What the Helm chart's pre-delete hook runs: only what Helm would delete in the
+    /// wrong order or not at all. The webhook configurations first, then the workloads
+    /// (waiting until their pods are gone, so that nothing re-creates the Secret), then
+    /// the Secret the webhook made; Helm deletes the rest afterwards.
+    #[arg(long, requires = "delete")]
+    pub helm_hook: bool,
     /// How long to wait after deleting the webhook configurations (so that every API
     /// server has stopped calling the webhook before it goes).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
@@ -65,7 +71,13 @@ pub fn rank(kind: &str) -> u8 {
 }
 
 /// The references to delete, in order (pure: from the rendered objects).
-pub fn plan(rendered: &[Value], namespace: &str, keep_namespace: bool, crds: bool) -> Vec<Value> {
+pub fn plan(
+    rendered: &[Value],
+    namespace: &str,
+    secret: &str,
+    keep_namespace: bool,
+    crds: bool,
+) -> Vec<Value> {
     let mut refs: Vec<Value> = Vec::new();
     let mut push = |api: &str, kind: &str, name: &str, ns: Option<&str>| {
         let mut meta = json!({"name": name});
@@ -92,9 +104,20 @@ pub fn plan(rendered: &[Value], namespace: &str, keep_namespace: bool, crds: boo
         push(api, kind, name, o["metadata"]["namespace"].as_str());
     }
     // Made at runtime by the webhook (self-managed TLS), not rendered.
-    push("v1", "Secret", "tandem-webhook-tls", Some(namespace));
+    push("v1", "Secret", secret, Some(namespace));
     refs.sort_by_key(|r| rank(r["kind"].as_str().unwrap_or("")));
     refs
+}
+
+/// The part of [`plan`] the chart's pre-delete hook deletes: the webhook configurations,
+/// the workloads and the Secret the webhook made at runtime (not one of Helm's objects).
+pub fn helm_hook_plan(refs: Vec<Value>, secret: &str) -> Vec<Value> {
+    refs.into_iter()
+        .filter(|r| {
+            let kind = r["kind"].as_str().unwrap_or_default();
+            rank(kind) <= 1 || (kind == "Secret" && r["metadata"]["name"] == secret)
+        })
+        .collect()
 }
 
 /// Prints or deletes.
@@ -105,9 +128,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let refs = plan(
         &rendered,
         &install.namespace,
+        &install.tls_secret,
         args.keep_namespace,
         args.include_crds,
     );
+    let refs = if args.helm_hook {
+        helm_hook_plan(refs, &install.tls_secret)
+    } else {
+        refs
+    };
     if !args.delete {
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -165,7 +194,26 @@ async fn delete_all(args: &Args, refs: &[Value]) -> anyhow::Result<ExitCode> {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
             None => Api::all_with(client.clone(), &ar),
         };
+        let workload = rank(kind) == 1;
+        let params = if workload && args.helm_hook && !args.dry_run {
+            // Its pods go before it does: nothing of the webhook is left to re-create
+            // the Secret deleted next.
+            DeleteParams {
+                propagation_policy: Some(kube::api::PropagationPolicy::Foreground),
+                ..params.clone()
+            }
+        } else {
+            params.clone()
+        };
         match api.delete(name, &params).await {
+            Ok(_) if workload && args.helm_hook && !args.dry_run => {
+                if wait_gone(&api, name, Duration::from_secs(120)).await {
+                    println!("{what}: deleted, its pods gone");
+                } else {
+                    failed += 1;
+                    eprintln!("{what}: still there after 120s (its pods are terminating)");
+                }
+            }
             Ok(_) => println!("{what}: deleted{suffix}"),
             Err(kube::Error::Api(s)) if s.code == 404 => println!("{what}: not found"),
             Err(e) => {
@@ -179,6 +227,22 @@ async fn delete_all(args: &Args, refs: &[Value]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Polls until the object is gone (true) or `timeout` has passed (false).
+async fn wait_gone(
+    api: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+    timeout: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        match api.get_opt(name).await {
+            Ok(None) => return true,
+            Ok(Some(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -199,7 +263,7 @@ mod tests {
                 .map(|r| r["kind"].as_str().unwrap().to_string())
                 .collect()
         };
-        let refs = plan(&rendered, "t", false, false);
+        let refs = plan(&rendered, "t", "tandem-webhook-tls", false, false);
         assert_eq!(
             kinds(&refs),
             [
@@ -211,7 +275,12 @@ mod tests {
             ]
         );
         assert_eq!(refs[2]["metadata"]["name"], "tandem-webhook-tls");
-        let refs = plan(&rendered, "t", true, true);
+        assert_eq!(
+            kinds(&helm_hook_plan(refs, "tandem-webhook-tls")),
+            ["MutatingWebhookConfiguration", "Deployment", "Secret"],
+            "the chart's hook leaves the rest to Helm"
+        );
+        let refs = plan(&rendered, "t", "tandem-webhook-tls", true, true);
         assert_eq!(kinds(&refs).last().unwrap(), "CustomResourceDefinition");
         assert!(!kinds(&refs).contains(&"Namespace".to_string()));
     }

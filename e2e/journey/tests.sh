@@ -211,13 +211,14 @@ creator_start() {
     i=0
     while [[ ! -e "$log.stop" ]]; do
       i=$((i + 1))
-      name="$1-$i"
+      name="$1-$(date +%s)-$i"
       if out="$(k -n "$AVAIL" create -f - 2>&1 <<YAML
 apiVersion: v1
 kind: Pod
 metadata: {name: $name, labels: {journey: avail}}
 spec:
   nodeSelector: {journey.example/none: "none"}
+  volumes: [{name: e2e, emptyDir: {}}]
   containers: [{name: app, image: tandem.local/e2e-app:e2e, imagePullPolicy: Never, command: [/app]}]
 YAML
 )"; then echo "ok $name" >>"$log"; else echo "fail $name $(tr '\n' ' ' <<<"$out")" >>"$log"; fi
@@ -245,7 +246,7 @@ test_availability() {
   local victim node counts
   creator_start delete
   sleep 5
-  victim="$(webhook_pods | head -1 | cut -d' ' -f1)"
+  victim="$(webhook_pods | awk 'NR == 1 {print $1}')"
   log "deleting webhook pod $victim"
   k -n "$TNS" delete pod "$victim" --wait=true --timeout=90s
   until_ok "2 ready webhook replicas after the delete" 120 webhook_ready 2
@@ -256,7 +257,7 @@ test_availability() {
 
   creator_start drain
   sleep 5
-  node="$(webhook_pods | head -1 | cut -d' ' -f2)"
+  node="$(webhook_pods | awk 'NR == 1 {print $2}')"
   log "cordoning and draining $node (tandem's pods; the journey's own workloads stay)"
   k cordon "$node"
   k drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout=180s \
@@ -278,8 +279,10 @@ test_availability() {
   [[ $rc != 0 ]] || fail "a pod was created with no webhook running (failurePolicy Fail)"
   grep -qi tandem <<<"$out" || fail "the refusal does not name tandem: $out"
   rc=0
+  local t0=$SECONDS
   out="$(tandem doctor 2>&1)" || rc=$?
-  log "doctor with no webhook pod (exit $rc):"$'\n'"$out"
+  log "doctor with no webhook pod (exit $rc, $((SECONDS - t0))s):"$'\n'"$out"
+  ((SECONDS - t0 < 60)) || fail "the doctor took $((SECONDS - t0))s to report a webhook without pods"
   [[ $rc == 1 ]] || fail "doctor exit $rc with no webhook pod, want 1"
   grep -qiE 'no ready|endpoint|replica|unavailable' <<<"$out" || fail "the doctor does not name the cause"
   k -n "$TNS" scale deploy/tandem-webhook --replicas=2
@@ -412,7 +415,12 @@ run_test() {
   log "=== $name"
   t=$(date +%s)
   set +e
-  (set -e; "test_$name")
+  (
+    set -eE
+    trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
+    trap 'jobs -p | xargs -r kill 2>/dev/null' EXIT # a creator loop left running
+    "test_$name"
+  )
   rc=$?
   set -e
   if [[ $rc == 0 ]]; then

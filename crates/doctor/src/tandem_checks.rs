@@ -171,6 +171,7 @@ pub async fn webhook_info(client: &Client, endpoint: &Endpoint) -> Result<Webhoo
             config.accept_invalid_certs = true;
             config.read_timeout = Some(Duration::from_secs(10));
             config.connect_timeout = Some(Duration::from_secs(5));
+            tandem_kube::connect::without_retries(&mut config);
             let direct = Client::try_from(config).map_err(|e| e.to_string())?;
             let req = http::Request::get("/version")
                 .body(Vec::new())

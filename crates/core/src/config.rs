@@ -241,6 +241,20 @@ impl Config {
         Ok(config)
     }
 
+    /// The revision of what this configuration injects (its sidecars and their
+    /// volumes), recorded in injected pods' `tandem.dev/status` so that `tandem status`
+    /// lists the pods still running an older configuration after an upgrade. `None`
+    /// when the configuration has no sidecars.
+    pub fn sidecars_revision(&self) -> Option<String> {
+        if self.sidecars.is_empty() {
+            return None;
+        }
+        Some(crate::catalog::revision(&serde_json::json!({
+            "sidecars": self.sidecars,
+            "volumes": self.volumes,
+        })))
+    }
+
     /// The built-in configuration.
     pub fn builtin() -> Self {
         // The built-in text is tested to parse; this can't fail at run time.

@@ -678,6 +678,9 @@ impl<'a> Build<'a> {
         };
         let mut status = PodStatus::new(decisions[main].placement, sidecars.clone());
         status.objects = objects.clone();
+        if groups.iter().any(|g| g.object.is_none()) {
+            status.config_revision = self.config.sidecars_revision();
+        }
         self.annotate(!regular_new.is_empty(), &status);
         Ok((self.ops.finish(), self.warnings, sidecars, objects))
     }

@@ -1,6 +1,6 @@
-//! Which pods run an outdated revision of a sidecar object, grouped by workload: what
-//! `tandem status` prints and `tandem rollout` restarts. Pure: pods and a [`Catalog`] in,
-//! groups out.
+//! Which pods run an outdated revision of a sidecar object, or of the webhook's
+//! configuration, grouped by workload: what `tandem status` prints and `tandem rollout`
+//! restarts. Pure: pods, a [`Catalog`] and the configuration's revision in, groups out.
 
 use std::collections::BTreeMap;
 
@@ -20,9 +20,9 @@ pub struct Outdated {
     pub owner_kind: String,
     /// Its name.
     pub owner_name: String,
-    /// `Sidecar` or `ClusterSidecar`.
-    pub sidecar_kind: Kind,
-    /// The object's name.
+    /// `Sidecar`, `ClusterSidecar`, or [`CONFIG_KIND`] (the webhook's configuration).
+    pub sidecar_kind: String,
+    /// The object's name (for the configuration: its ConfigMap's name).
     pub sidecar: String,
     /// The revision the pods run.
     pub pod_revision: String,
@@ -30,6 +30,19 @@ pub struct Outdated {
     pub current_revision: Option<String>,
     /// The pods, by name.
     pub pods: Vec<String>,
+}
+
+/// [`Outdated::sidecar_kind`] of pods injected from an older webhook configuration.
+pub const CONFIG_KIND: &str = "Config";
+
+/// The webhook's configuration now: where it lives and its
+/// [`crate::config::Config::sidecars_revision`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentConfig {
+    /// The name it is listed under (its ConfigMap's name).
+    pub name: String,
+    /// Its sidecars' revision (`None`: it has no sidecars now).
+    pub revision: Option<String>,
 }
 
 /// A pod's controlling owner `(kind, name)`, or `("Pod", its name)`.
@@ -54,10 +67,16 @@ pub fn owner_of(pod: &Value) -> (String, String) {
 }
 
 /// Groups the pods that run a revision of a sidecar object other than the current one
-/// (or of one that no longer exists). Pods without objects in `tandem.dev/status`, and
-/// pods whose annotation doesn't parse, are left out; so are finished pods.
-pub fn outdated<'a>(pods: impl IntoIterator<Item = &'a Value>, catalog: &Catalog) -> Vec<Outdated> {
-    let mut groups: BTreeMap<(String, String, String, Kind, String, String), Outdated> =
+/// (or of one that no longer exists), and, given the current configuration, the pods
+/// injected from another revision of it. Pods without revisions in `tandem.dev/status`
+/// (injected before tandem recorded them), and pods whose annotation doesn't parse, are
+/// left out; so are finished pods.
+pub fn outdated<'a>(
+    pods: impl IntoIterator<Item = &'a Value>,
+    catalog: &Catalog,
+    config: Option<&CurrentConfig>,
+) -> Vec<Outdated> {
+    let mut groups: BTreeMap<(String, String, String, String, String, String), Outdated> =
         BTreeMap::new();
     for pod in pods {
         let phase = pod.pointer("/status/phase").and_then(Value::as_str);
@@ -78,6 +97,35 @@ pub fn outdated<'a>(pods: impl IntoIterator<Item = &'a Value>, catalog: &Catalog
             .unwrap_or_default()
             .to_string();
         let (owner_kind, owner_name) = owner_of(pod);
+        let mut add = |kind: &str, sidecar: &str, revision: &str, current: Option<String>| {
+            let key = (
+                namespace.clone(),
+                owner_kind.clone(),
+                owner_name.clone(),
+                kind.to_string(),
+                sidecar.to_string(),
+                revision.to_string(),
+            );
+            groups
+                .entry(key)
+                .or_insert_with(|| Outdated {
+                    namespace: namespace.clone(),
+                    owner_kind: owner_kind.clone(),
+                    owner_name: owner_name.clone(),
+                    sidecar_kind: kind.to_string(),
+                    sidecar: sidecar.to_string(),
+                    pod_revision: revision.to_string(),
+                    current_revision: current,
+                    pods: Vec::new(),
+                })
+                .pods
+                .push(name.clone());
+        };
+        if let (Some(c), Some(rev)) = (config, &status.config_revision)
+            && c.revision.as_ref() != Some(rev)
+        {
+            add(CONFIG_KIND, &c.name, rev, c.revision.clone());
+        }
         for o in &status.objects {
             let entry = match o.kind {
                 Kind::Sidecar => catalog
@@ -93,28 +141,7 @@ pub fn outdated<'a>(pods: impl IntoIterator<Item = &'a Value>, catalog: &Catalog
             if current.as_deref() == Some(o.revision.as_str()) {
                 continue;
             }
-            let key = (
-                namespace.clone(),
-                owner_kind.clone(),
-                owner_name.clone(),
-                o.kind,
-                o.name.clone(),
-                o.revision.clone(),
-            );
-            groups
-                .entry(key)
-                .or_insert_with(|| Outdated {
-                    namespace: namespace.clone(),
-                    owner_kind: owner_kind.clone(),
-                    owner_name: owner_name.clone(),
-                    sidecar_kind: o.kind,
-                    sidecar: o.name.clone(),
-                    pod_revision: o.revision.clone(),
-                    current_revision: current.clone(),
-                    pods: Vec::new(),
-                })
-                .pods
-                .push(name.clone());
+            add(o.kind.as_str(), &o.name, &o.revision, current);
         }
     }
     groups.into_values().collect()
@@ -158,12 +185,40 @@ mod tests {
             done,
             json!({"metadata": {"name": "plain", "namespace": "shop"}}),
         ];
-        let out = outdated(pods.iter(), &c);
+        let out = outdated(pods.iter(), &c, None);
         assert_eq!(out.len(), 2, "{out:?}");
         assert_eq!(out[0].owner_kind, "Pod");
         assert_eq!(out[0].current_revision, None);
         assert_eq!(out[1].owner_name, "web-1");
         assert_eq!(out[1].pods, ["web-1-a", "web-1-b"]);
         assert_eq!(out[1].current_revision.as_deref(), Some(now.as_str()));
+    }
+
+    #[test]
+    fn pods_of_an_older_configuration_are_listed() {
+        let with_config = |name: &str, rev: &str| {
+            let status = json!({"mode": "native", "sidecars": ["helper"], "configRevision": rev})
+                .to_string();
+            json!({"metadata": {"name": name, "namespace": "shop",
+                   "ownerReferences": [{"kind": "ReplicaSet", "name": "web-1", "controller": true}],
+                   "annotations": {"tandem.dev/status": status}}})
+        };
+        let pods = [
+            with_config("a", "1111111111"),
+            with_config("b", "2222222222"),
+        ];
+        let current = CurrentConfig {
+            name: "tandem-config".into(),
+            revision: Some("2222222222".into()),
+        };
+        let out = outdated(pods.iter(), &Catalog::default(), Some(&current));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].sidecar_kind, CONFIG_KIND);
+        assert_eq!(out[0].sidecar, "tandem-config");
+        assert_eq!(out[0].pods, ["a"]);
+        assert_eq!(out[0].pod_revision, "1111111111");
+        assert_eq!(out[0].current_revision.as_deref(), Some("2222222222"));
+        // Without the current configuration, nothing is said about it.
+        assert!(outdated(pods.iter(), &Catalog::default(), None).is_empty());
     }
 }

@@ -7,6 +7,8 @@
 //! {"mode":"native","sidecars":["log-shipper","proxy"],
 //!  "objects":[{"kind":"ClusterSidecar","name":"proxy","revision":"3f9a1c0b2e","mode":"native"}]}
 //! ```
+//! (with sidecars from the configuration, also `"configRevision":"5be0d2a91c"`, the
+//! revision of that configuration's sidecars.)
 //! `mode` is the pod's placement, `sidecars` every injected sidecar container in order
 //! (from the config file and from objects), `objects` (left out when empty, so pods
 //! injected from the config alone read as before) each sidecar object with the revision
@@ -32,6 +34,14 @@ pub struct InjectionStatus {
     /// The sidecar objects injected, with their revisions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<InjectedObject>,
+    /// The revision of the webhook's configuration whose sidecars were injected
+    /// ([`crate::config::Config::sidecars_revision`]); left out when none were.
+    #[serde(
+        default,
+        rename = "configRevision",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub config_revision: Option<String>,
     /// Keys written by other versions of tandem, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -70,6 +80,7 @@ impl InjectionStatus {
             mode,
             sidecars,
             objects: Vec::new(),
+            config_revision: None,
             extra: Map::new(),
         }
     }

@@ -83,7 +83,11 @@ fn native_goes_first_with_restart_policy_always() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(status, json!({"mode": "native", "sidecars": ["proxy"]}));
+    let revision = config("native").sidecars_revision().unwrap();
+    assert_eq!(
+        status,
+        json!({"mode": "native", "sidecars": ["proxy"], "configRevision": revision})
+    );
     assert!(
         ops.iter().all(|op| matches!(op, PatchOperation::Add(_))),
         "{ops:?}"

@@ -1,4 +1,5 @@
-//! `tandem status`: workloads whose pods run an outdated revision of a sidecar object.
+//! `tandem status`: workloads whose pods run an outdated revision of a sidecar object or
+//! of the webhook's configuration.
 //! The grouping is `tandem_core::outdated`; this file reads the cluster and prints.
 
 use std::collections::BTreeMap;
@@ -9,15 +10,18 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use serde_json::{Value, json};
 use tandem_core::api::{ClusterSidecar, Sidecar};
 use tandem_core::catalog::{Catalog, SidecarObject};
-use tandem_core::outdated::{Outdated, outdated};
+use tandem_core::outdated::{CurrentConfig, Outdated, outdated};
 
 /// Flags of `tandem status`.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Lists, per sidecar object, the workloads whose pods were injected with another
-revision of it than the current one (or with an object that was deleted): the pods that
-`tandem rollout` would restart. A revision is a hash of the object's spec; pods record it
-in their tandem.dev/status annotation.
+revision of it than the current one (or with an object that was deleted), and the
+workloads whose pods got the sidecars of an older webhook configuration (after a helm
+upgrade that changed them; SIDECAR Config/tandem-config, read from the ConfigMap in
+--tandem-namespace): the pods that `tandem rollout` would restart. A revision is a hash
+of the object's spec (of the configuration's sidecars and volumes); pods record it in
+their tandem.dev/status annotation.
 
 Examples:
   tandem status
@@ -37,9 +41,13 @@ pub struct Scope {
     /// Only this namespace (default: all namespaces).
     #[arg(short, long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
-    /// Only this sidecar object (by name).
+    /// Only this sidecar object (by name; `tandem-config` for the webhook's configuration).
     #[arg(long, value_name = "NAME")]
     pub sidecar: Option<String>,
+    /// Where tandem runs: the ConfigMap `tandem-config` there (the Helm chart's and
+    /// `tandem install`'s) holds the configuration whose sidecars new pods get.
+    #[arg(long, value_name = "NAMESPACE", default_value = "tandem-system")]
+    pub tandem_namespace: String,
     #[command(flatten)]
     pub cluster: tandem_kube::ClusterArgs,
 }
@@ -93,7 +101,8 @@ pub async fn gather(client: &kube::Client, scope: &Scope) -> Result<Vec<Outdated
             _ => break,
         }
     }
-    let mut found = outdated(values.iter(), &catalog);
+    let config = current_config(client, &scope.tandem_namespace).await;
+    let mut found = outdated(values.iter(), &catalog, config.as_ref());
     if let Some(name) = &scope.sidecar {
         found.retain(|o| &o.sidecar == name);
     }
@@ -132,7 +141,7 @@ pub async fn gather(client: &kube::Client, scope: &Scope) -> Result<Vec<Outdated
             o.namespace.clone(),
             o.owner_kind.clone(),
             o.owner_name.clone(),
-            format!("{:?}/{}", o.sidecar_kind, o.sidecar),
+            format!("{}/{}", o.sidecar_kind, o.sidecar),
             o.pod_revision.clone(),
         );
         match merged.get_mut(&key) {
@@ -143,6 +152,36 @@ pub async fn gather(client: &kube::Client, scope: &Scope) -> Result<Vec<Outdated
         }
     }
     Ok(merged.into_values().collect())
+}
+
+/// The ConfigMap the webhook reads its configuration from (chart and `tandem install`).
+pub const CONFIG_MAP: &str = "tandem-config";
+
+/// The webhook's configuration now, from its ConfigMap; `None` (said on stderr) when
+/// it can't be read, so that sidecar objects are still reported.
+async fn current_config(client: &kube::Client, namespace: &str) -> Option<CurrentConfig> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
+    let why = match api.get_opt(CONFIG_MAP).await {
+        Ok(Some(cm)) => match cm.data.as_ref().and_then(|d| d.get("config.yaml")) {
+            Some(text) => match tandem_core::config::Config::from_yaml(text) {
+                Ok(c) => {
+                    return Some(CurrentConfig {
+                        name: CONFIG_MAP.into(),
+                        revision: c.sidecars_revision(),
+                    });
+                }
+                Err(e) => format!("its config.yaml does not read: {e}"),
+            },
+            None => "it has no config.yaml".into(),
+        },
+        Ok(None) => return None, // tandem runs elsewhere, or not from a ConfigMap
+        Err(e) => tandem_kube::error::error_chain(&e),
+    };
+    eprintln!(
+        "warning: configmap {namespace}/{CONFIG_MAP}: {why}; pods of older configurations are not listed"
+    );
+    None
 }
 
 /// A table of outdated workloads.
@@ -159,7 +198,7 @@ pub fn table(found: &[Outdated]) -> String {
         rows.push([
             o.namespace.clone(),
             format!("{}/{}", o.owner_kind, o.owner_name),
-            format!("{}/{}", o.sidecar_kind.as_str(), o.sidecar),
+            format!("{}/{}", o.sidecar_kind, o.sidecar),
             o.pods.len().to_string(),
             o.pod_revision.clone(),
             o.current_revision

@@ -11,6 +11,8 @@ TNS=tandem-system          # tandem's namespace
 APPS=journey-apps          # the opted-in namespace
 EV="$KSTATE/events"        # hostPath directories the test sidecar and app write to
 CHART="$ROOT/charts/tandem"
+# Fresh for every run: a previous run's events would count as this one's.
+rm -rf "$EV"
 mkdir -p "$EV"
 
 k() { kubectl "$@"; }
@@ -415,7 +417,9 @@ test_uninstall() {
   counts="$(creator_stop uninstall)"
   log "creates during helm uninstall: ${counts% *} ok, ${counts#* } failed"
   [[ "${counts#* }" == 0 && "${counts% *}" -gt 5 ]] || fail "creates failed during helm uninstall"
-  left="$(k get mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings -o name | grep -i tandem || true)"
+  # (tandem-e2e:* are the test cluster's own roles, made by e2e/cluster/up.sh.)
+  left="$(k get mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings -o name |
+    grep -i tandem | grep -v '/tandem-e2e:' || true)"
   left+="$(k -n "$TNS" get all,secrets,configmaps,leases,roles,rolebindings,serviceaccounts,pdb -o name 2>/dev/null | grep -v -e '^configmap/kube-root-ca.crt$' -e '^serviceaccount/default$' || true)"
   [[ -z "$left" ]] || fail "left after helm uninstall: $(tr '\n' ' ' <<<"$left")"
 }

@@ -29,8 +29,16 @@ stop_node() {
     kill -TERM "$pid" 2>/dev/null || true
     wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
   fi
+  local netns=()
   if alive "$cpid" && [[ -S "$sock" ]]; then
     local t
+    # Pods with a network of their own (the journey's pod-network mode): containerd made
+    # a named network namespace for each sandbox (/var/run/netns/cni-…); killing the
+    # tasks leaves them, so note them to delete once the tasks are gone.
+    for t in $(ctr -a "$sock" -n k8s.io containers ls -q 2>/dev/null); do
+      mapfile -t -O "${#netns[@]}" netns < <(ctr -a "$sock" -n k8s.io containers info "$t" 2>/dev/null |
+        grep -o '"/var/run/netns/cni-[0-9a-f-]*"' | tr -d '"' | sort -u)
+    done
     for t in $(ctr -a "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
       ctr -a "$sock" -n k8s.io tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true
     done
@@ -44,6 +52,10 @@ stop_node() {
       rmdir /sys/fs/cgroup/*/k8s.io/"$t" 2>/dev/null || true
     done
   fi
+  for p in $(printf '%s\n' "${netns[@]}" | sort -u); do
+    ip netns delete "${p##*/}" 2>/dev/null || { umount "$p" 2>/dev/null; rm -f "$p"; } || true
+  done
+  [[ ${#netns[@]} == 0 ]] || log "node $n: deleted its pods' network namespaces"
   if alive "$cpid" && [[ -n "$ns" && "$ns" != "$HOST_NS" && "$(readlink "/proc/$cpid/ns/mnt")" == "$ns" ]]; then
     log "stopping node $n containerd (pid $cpid)"
     kill -TERM "$cpid" 2>/dev/null || true

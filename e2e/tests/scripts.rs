@@ -110,3 +110,22 @@ fn apiserver_1_37_gets_no_endpoint_reconciler() {
         );
     }
 }
+
+#[test]
+fn every_journey_test_runs_in_the_journey() {
+    // A test_* function left out of ALL would never run, and nothing would say so.
+    let tests = read("e2e/journey/tests.sh");
+    let all = tests
+        .lines()
+        .find_map(|l| l.strip_prefix("ALL=("))
+        .and_then(|l| l.strip_suffix(')'))
+        .expect("tests.sh defines ALL=(...)");
+    let listed: Vec<&str> = all.split_whitespace().collect();
+    let defined: Vec<&str> = tests
+        .lines()
+        .filter_map(|l| l.strip_prefix("test_"))
+        .filter_map(|l| l.strip_suffix("() {"))
+        .collect();
+    assert_eq!(listed, defined, "ALL lists the tests in their order");
+    assert!(listed.len() >= 6, "{listed:?}");
+}

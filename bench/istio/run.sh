@@ -44,9 +44,10 @@ done
 (cd "$ROOT" && cargo build --release -q -p tandem -p tandem-bench)
 TANDEM="$ROOT/target/release/tandem"
 measure() { # measure <label> <docs> <cmd...>: one line: docs/s, wall, CPU, peak RSS
-  local label="$1" docs="$2" t; shift 2
-  t="$( { /usr/bin/time -f '%e %U %S %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)"
-  read -r wall user sys kib <<<"$t"
+  local label="$1" docs="$2" wall user sys kib; shift 2
+  /usr/bin/time -o "$W/time" -f '%e %U %S %M' "$@" >"$W/out" 2>"$W/err" ||
+    die "$label failed: $(tail -3 "$W/err")"
+  read -r wall user sys kib <"$W/time"
   awk -v l="$label" -v d="$docs" -v w="$wall" -v u="$user" -v s="$sys" -v k="$kib" \
     'BEGIN { printf "%-30s %8d docs  %7.2f s wall  %6.2f s CPU  %9.0f docs/s  %7.1f MiB peak\n", l, d, w, u + s, (w > 0 ? d / w : 0), k / 1024 }'
 }

@@ -164,7 +164,7 @@ impl NodeIndex {
             let mut hard: Vec<Taint> = node
                 .taints
                 .iter()
-                .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+                .filter(|t| crate::scheduling::keeps_pods_off(t))
                 .cloned()
                 .collect();
             hard.sort_by(|a, b| (&a.key, &a.value, &a.effect).cmp(&(&b.key, &b.value, &b.effect)));

@@ -160,12 +160,25 @@ fn tolerates(tolerations: &[Value], node: &NodeFacts) -> bool {
     tolerates_all(tolerations, &node.taints)
 }
 
-/// True when `tolerations` tolerate every hard (`NoSchedule`, `NoExecute`) taint.
+/// True when `tolerations` tolerate every taint that keeps pods off ([`keeps_pods_off`]).
 pub(crate) fn tolerates_all(tolerations: &[Value], taints: &[Taint]) -> bool {
     taints
         .iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .filter(|t| keeps_pods_off(t))
         .all(|taint| tolerations.iter().any(|tol| toleration_matches(tol, taint)))
+}
+
+/// Whether a taint decides where a pod may land: a hard one (`NoSchedule`, `NoExecute`)
+/// that a user or a tool put there. The taints Kubernetes sets from a node's state
+/// (`node.kubernetes.io/not-ready`, `unreachable`, `unschedulable` on a cordon, the
+/// pressure ones) come and go with it: a node restarting for an upgrade carries
+/// `not-ready` for a few seconds, and the scheduler waits for it to go, so a pod pinned
+/// there still lands there. Counting them made pods created during a node's restart
+/// get the form of the other nodes (seen in e2e/journey: a pod pinned to a just-upgraded
+/// node got legacy sidecars).
+pub(crate) fn keeps_pods_off(t: &Taint) -> bool {
+    (t.effect == "NoSchedule" || t.effect == "NoExecute")
+        && !t.key.starts_with("node.kubernetes.io/")
 }
 
 fn toleration_matches(tol: &Value, taint: &Taint) -> bool {
@@ -277,6 +290,33 @@ mod tests {
                 "{terms}"
             );
         }
+    }
+
+    #[test]
+    fn the_node_state_taints_of_kubernetes_do_not_keep_pods_off() {
+        let nodes = [
+            node(
+                "restarting",
+                &[],
+                &[("node.kubernetes.io/not-ready", "", "NoSchedule")],
+            ),
+            node(
+                "cordoned",
+                &[],
+                &[("node.kubernetes.io/unschedulable", "", "NoSchedule")],
+            ),
+            node(
+                "gone",
+                &[],
+                &[("node.kubernetes.io/unreachable", "", "NoExecute")],
+            ),
+            node(
+                "dedicated",
+                &[],
+                &[("example.com/dedicated", "", "NoSchedule")],
+            ),
+        ];
+        assert_eq!(candidates(&json!({}), &nodes, true), vec![0, 1, 2]);
     }
 
     #[test]

@@ -219,3 +219,28 @@ start_controllers() {
   # The service-account controller works once "default" has its default ServiceAccount.
   wait_for "kube-controller-manager serviceaccounts" 60 kcurl -f "$SERVER_URL/api/v1/namespaces/default/serviceaccounts/default"
 }
+
+# kubeconfig <file> <cert name>: a kubeconfig for the API server that authenticates with
+# the client certificate $PKI_DIR/<cert name>.{crt,key} (up.sh, the kubelets, kube-proxy).
+kubeconfig() { # kubeconfig <file> <cert name>
+  cat >"$1" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: tandem-e2e
+  cluster:
+    server: $SERVER_URL
+    certificate-authority-data: $(base64 -w0 "$PKI_DIR/ca.crt")
+users:
+- name: $2
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI_DIR/$2.crt")
+    client-key-data: $(base64 -w0 "$PKI_DIR/$2.key")
+contexts:
+- name: tandem-e2e
+  context:
+    cluster: tandem-e2e
+    user: $2
+current-context: tandem-e2e
+KC
+}

@@ -60,28 +60,6 @@ start=$(date +%s)
   openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 )
 
-kubeconfig() { # kubeconfig <file> <cert name>
-  cat >"$1" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: tandem-e2e
-  cluster:
-    server: $SERVER_URL
-    certificate-authority-data: $(base64 -w0 "$PKI_DIR/ca.crt")
-users:
-- name: $2
-  user:
-    client-certificate-data: $(base64 -w0 "$PKI_DIR/$2.crt")
-    client-key-data: $(base64 -w0 "$PKI_DIR/$2.key")
-contexts:
-- name: tandem-e2e
-  context:
-    cluster: tandem-e2e
-    user: $2
-current-context: tandem-e2e
-KC
-}
 kubeconfig "$ADMIN_KUBECONFIG" admin
 kubeconfig "$RESTRICTED_KUBECONFIG" restricted
 for c in kube-controller-manager kube-scheduler kwok; do kubeconfig "$STATE_DIR/$c.kubeconfig" "$c"; done

@@ -17,15 +17,8 @@ mkdir -p "$EV"
 
 k() { kubectl "$@"; }
 fail() { log "FAIL: $*"; return 1; }
-# until_ok <what> <seconds> <command...>: retry every second until it succeeds.
-until_ok() {
-  local what="$1" secs="$2" i; shift 2
-  for ((i = 0; i < secs; i++)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 1
-  done
-  fail "$what: not after ${secs}s"
-}
+# until_ok <what> <seconds> <command...>: e2e/cluster/lib.sh's wait_for, failing the test.
+until_ok() { wait_for "$@" || fail "$1: not after $2s"; }
 events() { cut -d' ' -f2- "$EV/$1/events" 2>/dev/null || true; }
 count() { grep -c -- "$2" <<<"$1" || true; }
 pod_of() { k -n "$1" get pods -l "$2" -o jsonpath='{.items[0].metadata.name}'; }

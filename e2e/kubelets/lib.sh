@@ -43,7 +43,7 @@ node_pod_cidr() { echo "10.244.$(node_index "$1").0/24"; }
 # (CN = user, O = group) signed by the cluster CA, kept in $PKI_DIR/<cert name>.{crt,key},
 # and a kubeconfig at <file> that uses it (the kubelets, kube-proxy).
 client_kubeconfig() {
-  local file="$1" cert="$2" subj="$3" user="${3##*CN=}"
+  local file="$1" cert="$2" subj="$3"
   (
     cd "$PKI_DIR"
     openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
@@ -53,24 +53,7 @@ client_kubeconfig() {
       -out "$cert.crt" -extfile "$cert.ext" 2>/dev/null
     rm -f "$cert.csr" "$cert.ext"
   )
-  cat >"$file" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: tandem-e2e
-  cluster:
-    server: $SERVER_URL
-    certificate-authority-data: $(base64 -w0 "$PKI_DIR/ca.crt")
-users:
-- name: "$user"
-  user:
-    client-certificate-data: $(base64 -w0 "$PKI_DIR/$cert.crt")
-    client-key-data: $(base64 -w0 "$PKI_DIR/$cert.key")
-contexts:
-- name: tandem-e2e
-  context: {cluster: tandem-e2e, user: "$user"}
-current-context: tandem-e2e
-KC
+  kubeconfig "$file" "$cert"
 }
 
 # install_missing_packages: the Debian packages the real-kubelet suites need (containerd,

@@ -35,6 +35,10 @@ pub struct Args {
     /// the Secret the webhook made; Helm deletes the rest afterwards.
     #[arg(long, requires = "delete")]
     pub helm_hook: bool,
+    /// Leave the Secret `--tls-secret` alone (with `--tls self-managed` it is the
+    /// webhook's own and deleted by default; with the other modes it is never touched).
+    #[arg(long)]
+    pub keep_secret: bool,
     /// How long to wait after deleting the webhook configurations (so that every API
     /// server has stopped calling the webhook before it goes).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
@@ -74,7 +78,7 @@ pub fn rank(kind: &str) -> u8 {
 pub fn plan(
     rendered: &[Value],
     namespace: &str,
-    secret: &str,
+    secret: Option<&str>,
     keep_namespace: bool,
     crds: bool,
 ) -> Vec<Value> {
@@ -104,7 +108,9 @@ pub fn plan(
         push(api, kind, name, o["metadata"]["namespace"].as_str());
     }
     // Made at runtime by the webhook (self-managed TLS), not rendered.
-    push("v1", "Secret", secret, Some(namespace));
+    if let Some(secret) = secret {
+        push("v1", "Secret", secret, Some(namespace));
+    }
     refs.sort_by_key(|r| rank(r["kind"].as_str().unwrap_or("")));
     refs
 }
@@ -125,10 +131,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut install = args.install.clone();
     install.with_label_nodes = true; // remove the labeller too, if it was installed
     let rendered = tandem_webhook::install::objects(&install)?;
+    // Only the self-managed Secret is the webhook's to delete: the others are yours or
+    // cert-manager's.
+    let webhooks_secret = (install.tls == tandem_webhook::install::TlsMode::SelfManaged
+        && !args.keep_secret)
+        .then_some(install.tls_secret.as_str());
     let refs = plan(
         &rendered,
         &install.namespace,
-        &install.tls_secret,
+        webhooks_secret,
         args.keep_namespace,
         args.include_crds,
     );
@@ -263,7 +274,7 @@ mod tests {
                 .map(|r| r["kind"].as_str().unwrap().to_string())
                 .collect()
         };
-        let refs = plan(&rendered, "t", "tandem-webhook-tls", false, false);
+        let refs = plan(&rendered, "t", Some("tandem-webhook-tls"), false, false);
         assert_eq!(
             kinds(&refs),
             [
@@ -280,8 +291,12 @@ mod tests {
             ["MutatingWebhookConfiguration", "Deployment", "Secret"],
             "the chart's hook leaves the rest to Helm"
         );
-        let refs = plan(&rendered, "t", "tandem-webhook-tls", true, true);
+        let refs = plan(&rendered, "t", None, true, true);
         assert_eq!(kinds(&refs).last().unwrap(), "CustomResourceDefinition");
         assert!(!kinds(&refs).contains(&"Namespace".to_string()));
+        assert!(
+            !kinds(&refs).contains(&"Secret".to_string()),
+            "a Secret that isn't the webhook's own stays"
+        );
     }
 }
